@@ -1,0 +1,69 @@
+"""wsfast: a correct, fast, embeddable WebSocket library.
+
+The core is a sans-IO RFC 6455 engine (``ClientConnection``, ``ServerConnection``): bytes
+in, events out; calls in, bytes out. See ``wsfast.connection`` for the integration loop.
+"""
+
+from ._state import Role, State
+from ._version import __version__
+from .connection import ClientConnection, Connection, ServerConnection
+from .events import (
+    Accepted,
+    BinaryMessage,
+    CloseReceived,
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    HandshakeFailed,
+    Ping,
+    Pong,
+    Rejected,
+    Request,
+    TextMessage,
+)
+from .exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InvalidHandshake,
+    InvalidState,
+    InvalidUTF8,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    WebSocketError,
+)
+from .frames import CloseCode, Opcode
+
+__all__ = [
+    "__version__",
+    "Role",
+    "State",
+    "Connection",
+    "ClientConnection",
+    "ServerConnection",
+    "Event",
+    "Request",
+    "Accepted",
+    "Rejected",
+    "HandshakeFailed",
+    "TextMessage",
+    "BinaryMessage",
+    "Ping",
+    "Pong",
+    "CloseReceived",
+    "ConnectionFailed",
+    "ConnectionClosed",
+    "WebSocketError",
+    "ProtocolError",
+    "InvalidUTF8",
+    "PayloadTooBig",
+    "InvalidState",
+    "HandshakeError",
+    "InvalidHandshake",
+    "NegotiationError",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
+    "CloseCode",
+    "Opcode",
+]

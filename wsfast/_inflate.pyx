@@ -1,0 +1,301 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, freethreading_compatible=True
+"""Bounded raw-deflate decompression for permessage-deflate (RFC 7692), compiled.
+
+Twin: ``wsfast/_inflate_py.py``. Parity test: ``tests/test_speedups.py`` (``TestInflate``),
+which runs the same test bodies on both builds and compares them with ``zlib``.
+"""
+
+# Theory of operation
+# -------------------
+# RFC 7692 §7.2.2: the receiver "append[s] 4 octets of 0x00 0x00 0xff 0xff to the tail end of
+# the payload of the message" and decompresses; with context takeover, the LZ77 window
+# carries over from one message to the next, so one z_stream (raw deflate: negative
+# windowBits, no zlib header) lives as long as the connection. ``decompress`` feeds the
+# message's payload as it arrives, ``finish`` feeds the 4-byte tail at its end, ``reset``
+# (inflateReset) drops the window for "no context takeover" (§7.1.1).
+#
+# Window bits: zlib's raw inflate refuses windowBits 8, but a window of 9 bits inflates any
+# stream made with a smaller one (zlib >= 1.2.9 itself turns a request for 8 into 9 when
+# compressing), so ``max(wbits, 9)`` is used.
+#
+# Bound (DESIGN.md: a 1 KiB bomb is refused after allocating at most the limit): the output
+# of one call goes into one ``bytes`` object whose capacity starts at a guess and doubles,
+# never beyond ``max_length + 1``. Filling those ``max_length + 1`` bytes proves the output
+# is too big, so ``PayloadTooBig`` is raised without ever allocating more. Growth goes
+# through ``_PyBytes_Resize`` (realloc, which moves large blocks with mremap instead of
+# copying), and a final resize trims the unused capacity; no output byte is copied by us.
+# The GIL is released around ``inflate`` calls with 64 KiB or more of input or output room.
+#
+# End of stream: a message may end its deflate stream with a BFINAL block (§7.2.3.3). Then
+# ``finish`` has nothing to feed, the next ``decompress`` starts a new stream
+# (inflateReset) as the sender must have done, and input after the final block within one
+# call is invalid (``ProtocolError``).
+#
+# After ``PayloadTooBig`` or ``ProtocolError`` the stream is in an unspecified state: the
+# connection is failing; call ``reset()`` before any further use.
+#
+# Concurrency: one Inflater is one stream; a call made while another thread is inside a call
+# on the same object (possible while the GIL is released) raises RuntimeError instead of
+# corrupting the z_stream. The flag is tested and set under a critical section, so this holds
+# on free-threaded builds too.
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Clear
+from cpython.long cimport PyLong_Check
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_XDECREF
+from libc.limits cimport UINT_MAX
+from libc.string cimport memset
+
+from wsfast.exceptions import PayloadTooBig, ProtocolError
+
+cdef extern from "Python.h":
+    # Redeclared without exception clauses: the callers handle failures themselves.
+    int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
+    Py_ssize_t _as_ssize_t "PyLong_AsSsize_t"(object obj)
+    PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *s, Py_ssize_t n)
+    int _resize_bytes "_PyBytes_Resize"(PyObject **obj, Py_ssize_t n)
+    char *_bytes_ptr "PyBytes_AS_STRING"(PyObject *obj)
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+cdef extern from "zlib.h" nogil:
+    ctypedef struct z_stream:
+        unsigned char *next_in
+        unsigned int avail_in
+        unsigned char *next_out
+        unsigned int avail_out
+        const char *msg
+    int inflateInit2(z_stream *strm, int windowBits)
+    int inflate(z_stream *strm, int flush)
+    int inflateReset(z_stream *strm)
+    int inflateEnd(z_stream *strm)
+    enum:
+        Z_OK
+        Z_STREAM_END
+        Z_NEED_DICT
+        Z_STREAM_ERROR
+        Z_DATA_ERROR
+        Z_MEM_ERROR
+        Z_BUF_ERROR
+        Z_NO_FLUSH
+
+__all__ = ["Inflater"]
+
+cdef enum:
+    # Below this much input or output room, releasing the GIL costs more than it gives.
+    NOGIL_THRESHOLD = 65536
+    # First output capacity: a typical deflate ratio times the input, at least MIN_CAPACITY.
+    RATIO_GUESS = 4
+    MIN_CAPACITY = 1024
+
+# RFC 7692 §7.2.2: the sender removes these 4 octets from the end of every message.
+cdef const unsigned char *TAIL = b"\x00\x00\xff\xff"
+
+
+cdef Py_ssize_t _check_max_length(object max_length) except -1:
+    cdef Py_ssize_t n
+    if not PyLong_Check(max_length):
+        raise TypeError(f"max_length must be an int, not {type(max_length).__name__!r}")
+    n = _as_ssize_t(max_length)
+    if n == -1:
+        PyErr_Clear()  # OverflowError for a huge int
+        if max_length > 0:
+            n = PY_SSIZE_T_MAX - 1
+    if n < 0:
+        raise ValueError(f"max_length must be >= 0, not {max_length!r}")
+    if n > PY_SSIZE_T_MAX - 1:
+        n = PY_SSIZE_T_MAX - 1
+    return n
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class Inflater:
+    """Raw-deflate decompressor for one direction of a permessage-deflate connection.
+
+    Args:
+        wbits: the LZ77 window size, as negotiated (``*_max_window_bits``, 8-15).
+
+    Raises:
+        TypeError: ``wbits`` is not an int.
+        ValueError: ``wbits`` is not 8-15.
+    """
+
+    cdef z_stream _strm
+    cdef bint _initialized  # inflateInit2 succeeded: inflateEnd in __dealloc__
+    cdef bint _ended        # the stream reached its end (BFINAL block)
+    cdef bint _busy         # a call is in progress (see "Concurrency")
+
+    def __cinit__(self, wbits=15):
+        cdef int rc
+        memset(&self._strm, 0, sizeof(z_stream))
+        if not PyLong_Check(wbits):
+            raise TypeError(f"wbits must be an int, not {type(wbits).__name__!r}")
+        if not 8 <= wbits <= 15:
+            raise ValueError(f"wbits must be between 8 and 15, not {wbits!r}")
+        rc = inflateInit2(&self._strm, -max(<int>wbits, 9))
+        if rc == Z_MEM_ERROR:
+            raise MemoryError("cannot allocate a zlib stream")
+        if rc != Z_OK:
+            raise RuntimeError(f"inflateInit2 failed with error {rc}")
+        self._initialized = True
+
+    def __dealloc__(self):
+        if self._initialized:
+            inflateEnd(&self._strm)
+
+    cdef int _enter(self) except -1:
+        with cython.critical_section(self):
+            if self._busy:
+                raise RuntimeError("this Inflater is in use by another thread")
+            self._busy = True
+        return 0
+
+    def decompress(self, data, max_length):
+        """Inflate the next chunk of a message's compressed payload.
+
+        Args:
+            data: compressed bytes, any C-contiguous buffer.
+            max_length: the most output bytes this call may return.
+
+        Returns:
+            The output that this chunk completes.
+
+        Raises:
+            PayloadTooBig: the output of this call would exceed ``max_length``.
+            ProtocolError: the data is not valid deflate data.
+            TypeError, ValueError: bad arguments.
+        """
+        cdef Py_buffer view
+        cdef Py_ssize_t limit
+        if PyBytes_CheckExact(data):
+            limit = _check_max_length(max_length)
+            self._enter()
+            try:
+                if self._ended:
+                    inflateReset(&self._strm)
+                    self._ended = False
+                return self._inflate(<const unsigned char *>PyBytes_AS_STRING(data),
+                                     PyBytes_GET_SIZE(data), limit, True)
+            finally:
+                self._busy = False
+        if not (PyObject_CheckBuffer(data) and _get_buffer(data, &view, PyBUF_SIMPLE) == 0):
+            PyErr_Clear()
+            raise TypeError("data must be a C-contiguous bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        try:
+            limit = _check_max_length(max_length)
+            self._enter()
+            try:
+                if self._ended:
+                    inflateReset(&self._strm)
+                    self._ended = False
+                return self._inflate(<const unsigned char *>view.buf, view.len, limit, True)
+            finally:
+                self._busy = False
+        finally:
+            PyBuffer_Release(&view)
+
+    def finish(self, max_length):
+        """End a message: feed the stripped ``00 00 ff ff`` tail (RFC 7692 §7.2.2).
+
+        Args:
+            max_length: the most output bytes this call may return.
+
+        Returns:
+            The remaining output of the message (usually empty).
+
+        Raises:
+            PayloadTooBig, ProtocolError, TypeError, ValueError: as ``decompress``.
+        """
+        cdef Py_ssize_t limit = _check_max_length(max_length)
+        self._enter()
+        try:
+            if self._ended:
+                return b""
+            return self._inflate(TAIL, 4, limit, False)
+        finally:
+            self._busy = False
+
+    def reset(self):
+        """Drop the window and start a new stream (no context takeover, RFC 7692 §7.1.1)."""
+        self._enter()
+        inflateReset(&self._strm)
+        self._ended = False
+        self._busy = False
+
+    cdef object _inflate(self, const unsigned char *src, Py_ssize_t n, Py_ssize_t max_length,
+                         bint strict):
+        # Inflate src[:n] into a new bytes object of at most max_length bytes; see the header.
+        cdef z_stream *strm = &self._strm
+        cdef Py_ssize_t cap_limit = max_length + 1
+        cdef Py_ssize_t cap, total = 0, left = n, room
+        cdef PyObject *out = NULL
+        cdef unsigned char *buf
+        cdef int rc
+        cdef object result
+        if n == 0:
+            return b""
+        cap = MIN_CAPACITY
+        if n < (PY_SSIZE_T_MAX - MIN_CAPACITY) // RATIO_GUESS:
+            cap = n * RATIO_GUESS + MIN_CAPACITY
+        if cap > cap_limit:
+            cap = cap_limit
+        out = _new_bytes(NULL, cap)
+        if out == NULL:
+            raise MemoryError()
+        try:
+            buf = <unsigned char *>_bytes_ptr(out)
+            strm.next_in = <unsigned char *>src
+            strm.avail_in = 0
+            while True:
+                if strm.avail_in == 0 and left > 0:
+                    strm.avail_in = <unsigned int>(left if left < UINT_MAX else UINT_MAX)
+                    left -= strm.avail_in
+                if total == cap:
+                    if cap == cap_limit:
+                        raise PayloadTooBig(
+                            f"decompressed data exceeds the limit of {max_length} bytes")
+                    cap = cap * 2 if cap < cap_limit // 2 else cap_limit
+                    if _resize_bytes(&out, cap) < 0:
+                        return None  # MemoryError set; _PyBytes_Resize freed out
+                    buf = <unsigned char *>_bytes_ptr(out)
+                room = cap - total
+                strm.next_out = buf + total
+                strm.avail_out = <unsigned int>(room if room < UINT_MAX else UINT_MAX)
+                if strm.avail_in >= NOGIL_THRESHOLD or strm.avail_out >= NOGIL_THRESHOLD:
+                    with nogil:
+                        rc = inflate(strm, Z_NO_FLUSH)
+                else:
+                    rc = inflate(strm, Z_NO_FLUSH)
+                total = strm.next_out - buf
+                if rc == Z_STREAM_END:
+                    self._ended = True
+                    if strict and (strm.avail_in > 0 or left > 0):
+                        raise ProtocolError(
+                            "invalid compressed data: data after the final block")
+                    break
+                if rc == Z_OK or rc == Z_BUF_ERROR:
+                    # Output room left means inflate consumed all the input it was given
+                    # and has nothing pending (Z_BUF_ERROR: no progress was possible).
+                    if strm.avail_out != 0 and (left == 0 or rc == Z_BUF_ERROR):
+                        break
+                    continue
+                if rc == Z_MEM_ERROR:
+                    raise MemoryError("out of memory in zlib inflate")
+                if strm.msg != NULL:
+                    raise ProtocolError(
+                        f"invalid compressed data: {strm.msg.decode('latin-1')}")
+                raise ProtocolError(f"invalid compressed data: zlib error {rc}")
+            if total != cap and _resize_bytes(&out, total) < 0:
+                return None  # MemoryError set; out freed
+            result = <object>out
+            return result
+        finally:
+            strm.next_in = NULL
+            strm.avail_in = 0
+            strm.next_out = NULL
+            strm.avail_out = 0
+            Py_XDECREF(out)

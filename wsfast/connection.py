@@ -1,0 +1,969 @@
+"""The sans-IO WebSocket connection: bytes in, events out; calls in, bytes out.
+
+Integration loop
+----------------
+The engine never touches a socket, a thread, a clock or ``ssl``. An adapter runs::
+
+    conn = ServerConnection()                      # or ClientConnection("example.com", "/chat")
+    while True:
+        for chunk in conn.data_to_send():          # bytes the engine wants written, in order
+            sock.sendall(chunk)
+        if conn.close_tcp:                         # the engine is done with TCP: close it
+            sock.close(); break
+        data = sock.recv(65536)                    # (with a timeout if conn.close_expected())
+        if not data:
+            conn.receive_eof()                     # the peer closed TCP
+        else:
+            conn.receive_data(data)
+        for event in conn.events():                # take events one at a time (see below)
+            ...                                    # react: conn.send_text(...), conn.accept(...)
+
+``events()`` returns an iterator. Take events from it one at a time and answer each before
+taking the next: when a close frame or a protocol violation arrives in the same packet as
+earlier messages, the engine queues its close frame only when that last event is taken, so
+replies to the earlier messages go out first (what Autobahn calls "strict" behaviour, cases
+3.x, 4.x, 5.15). Until then the connection stays ``OPEN``; the parser itself has already
+stopped and discards anything after the close or the fault. ``data_to_send()``,
+``receive_eof()`` and ``close()`` apply such a pending transition too, so nothing is lost
+if the application never looks at the events.
+
+``close_tcp`` becomes True when this side must close TCP (the server after the closing
+handshake or after failing, anyone after a handshake failure); ``close_expected()`` is True
+when the peer should close TCP soon (a client after the closing handshake, or anyone after
+sending a close): arm a timer and close TCP yourself when it expires.
+
+Errors
+------
+A peer fault never raises out of ``receive_data``: the engine sends a close frame with the
+right code (1002 protocol, 1007 invalid UTF-8, 1009 too big), reports ``ConnectionFailed``
+and discards further input. Local misuse (sending before the handshake or after close)
+raises ``InvalidState``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import handshake as hs
+from ._speedups import Utf8Validator, apply_mask
+from ._state import CLOSED, CLOSING, CONNECTING, OPEN, Role, State, transition
+from .events import (
+    Accepted,
+    BinaryMessage,
+    CloseReceived,
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    HandshakeFailed,
+    Ping,
+    Pong,
+    Rejected,
+    Request,
+    TextMessage,
+)
+from .exceptions import (
+    InvalidHandshake,
+    InvalidState,
+    InvalidUTF8,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+)
+from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
+from .frames import is_valid_close_code, parse_close, serialize_close
+
+__all__ = ["Connection", "ClientConnection", "ServerConnection", "State", "Role"]
+
+#: Default limit on a reassembled message (after decompression). 1 MiB bounds the memory
+#: one peer can make us hold, like websockets' default ``max_size``; raise it for bulk
+#: transfer (the Autobahn 9.x cases need 16 MiB).
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+#: Default limit on the opening handshake head (request or response). Browsers send
+#: 0.5–2 KiB; 64 KiB leaves room for large cookies and stays bounded.
+DEFAULT_MAX_HANDSHAKE_SIZE = hs.MAX_HANDSHAKE
+#: Bytes of entropy fetched per ``os.urandom`` call for client masking keys: RFC 6455 §5.3
+#: wants unpredictable keys from a strong source; one system call per 1024 frames keeps
+#: that cost off the per-frame path.
+_MASK_POOL = 4096
+
+#: Bytes a client may send after its request, before the server answers it (frames it
+#: pipelines optimistically); beyond this the handshake fails rather than buffer forever.
+_MAX_EARLY_DATA = 1 << 20
+
+_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
+
+# Parser states. Integers so that a compiled build can type them.
+_P_FRAME = 0  # expecting a frame header
+_P_PAYLOAD = 1  # inside a data frame's payload (self._remaining bytes still to come)
+_P_DISCARD = 2  # after a close frame, a failure or the end: input is ignored
+_P_HANDSHAKE = 3  # before the opening handshake completes
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+def _truncate_reason(reason: str) -> str:
+    """At most 123 bytes of UTF-8, cut on a character boundary (RFC 6455 §5.5: 125 - 2)."""
+    raw = reason.encode("utf-8")
+    if len(raw) <= 123:
+        return reason
+    return raw[:123].decode("utf-8", "ignore")
+
+
+class _Pending:
+    """A state transition waiting for its event to be handed to the application."""
+
+    __slots__ = ("event", "kind", "code", "reason")
+
+    def __init__(self, event: Event, kind: str, code: int, reason: str) -> None:
+        self.event = event
+        self.kind = kind  # "close" (close frame received) or "fail" (we fail the connection)
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    """Common machinery of ``ClientConnection`` and ``ServerConnection``.
+
+    Args:
+        max_message_size: largest message accepted, after reassembly and decompression
+            (``None``: no limit). Larger ones fail the connection with 1009.
+        max_frame_size: largest single frame accepted (default: ``max_message_size``).
+            Checked on the header, before any payload is buffered.
+        max_handshake_size: largest opening handshake head accepted.
+        auto_pong: answer pings automatically (RFC 6455 §5.5.2 says "MUST"); turn off only
+            to answer them yourself with ``send_pong``.
+        stream_fragments: deliver each frame of a fragmented message as its own
+            ``TextMessage``/``BinaryMessage`` with ``final`` set on the last one, instead
+            of reassembling the message. The message size limit still applies.
+    """
+
+    role: Role
+
+    def __init__(
+        self,
+        *,
+        max_message_size: Optional[int] = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: Optional[int] = None,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        auto_pong: bool = True,
+        stream_fragments: bool = False,
+    ) -> None:
+        if max_message_size is None:
+            max_message_size = 1 << 63
+        if max_frame_size is None:
+            max_frame_size = max_message_size
+        if max_message_size < 0 or max_frame_size < 0:
+            raise ValueError("size limits must be non-negative")
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.max_handshake_size = max_handshake_size
+        self.auto_pong = auto_pong
+        self.stream_fragments = stream_fragments
+
+        self.state: State = CONNECTING
+        #: The close frame received: code (1005 = none, 1006 = no close frame) and reason.
+        self.close_code_received: Optional[int] = None
+        self.close_reason_received = ""
+        #: The close code we sent (None until we send one).
+        self.close_code_sent: Optional[int] = None
+        #: Set when this connection failed: the ``ConnectionFailed`` event.
+        self.failure: Optional[ConnectionFailed] = None
+        #: True once the engine wants the adapter to close TCP (after writing data_to_send()).
+        self.close_tcp = False
+        #: Negotiated in the opening handshake.
+        self.subprotocol: Optional[str] = None
+        self.extensions: List[Extension] = []
+
+        self._events: list = []
+        self._out: List[bytes] = []
+        self._pending: Optional[_Pending] = None
+        self._scan = 0  # handshake bytes already searched for the end of the head
+        self._eof = False
+        # Receiving.
+        self._buf = bytearray()  # unparsed input (incomplete header, control frame, handshake)
+        self._pstate = _P_HANDSHAKE
+        self._rsv_allowed = 0  # RSV bits claimed by negotiated extensions
+        self._ext: Optional[Extension] = None  # the negotiated extension (one at most)
+        self._mask_expected = 0x80 if self.role is Role.SERVER else 0
+        # The frame whose payload is being received (_P_PAYLOAD).
+        self._remaining = 0
+        self._fmask = b""
+        self._fphase = 0
+        self._fopcode = 0
+        self._ffin = True
+        # The message being received: opcode (0 = none), payload so far, and state.
+        self._mopcode = 0
+        self._mbuf = bytearray()
+        self._mcompressed = False
+        self._mvalidator: Optional[Utf8Validator] = None
+        self._mdecoder = None  # incremental UTF-8 decoder when streaming text fragments
+        self._msize = 0  # message bytes so far (after decompression)
+        # Sending.
+        self._send_opcode = 0  # opcode of a fragmented message being sent (0 = none)
+        self._mask_pool = b""
+        self._mask_pos = _MASK_POOL
+
+    # ------------------------------------------------------------------ output side
+
+    def data_to_send(self) -> List[bytes]:
+        """Bytes to write to the transport, in order, and forget them.
+
+        Applies a pending close or failure first (see the module docstring).
+        """
+        if self._pending is not None:
+            self._apply_pending()
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def events(self) -> Iterator[Event]:
+        """The events received since the last call, as an iterator (take them in order)."""
+        evs = self._events
+        if not evs:
+            return iter(())
+        self._events = []
+        if self._pending is None:
+            return iter(evs)
+        return self._deliver(evs)
+
+    def _deliver(self, evs: list) -> Iterator[Event]:
+        for ev in evs:
+            pending = self._pending
+            if pending is not None and ev is pending.event:
+                self._apply_pending()
+            yield ev
+
+    def close_expected(self) -> bool:
+        """True when the peer should close TCP soon: arm a timeout, then close it yourself."""
+        if self._eof or self.close_tcp:
+            return False
+        return self.state is CLOSED or (self.state is CLOSING and self.close_code_sent is not None)
+
+    # ------------------------------------------------------------------ sending
+
+    def _check_open(self) -> None:
+        if self.state is not OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+
+    def send_text(self, text: str, fin: bool = True, *, compress: Optional[bool] = None) -> None:
+        """Send a text message (or one fragment of it, with ``fin=False`` on all but the last)."""
+        self._check_open()
+        self._send_data(_OP_TEXT, text.encode("utf-8"), fin, compress)
+
+    def send_binary(self, data: BytesLike, fin: bool = True, *, compress: Optional[bool] = None) -> None:
+        """Send a binary message (or one fragment of it, with ``fin=False`` on all but the last)."""
+        self._check_open()
+        if type(data) is not bytes:
+            data = bytes(data)  # own the bytes: the caller may mutate its buffer later
+        self._send_data(_OP_BINARY, data, fin, compress)
+
+    def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: Optional[bool]) -> None:
+        first = self._send_opcode == 0
+        if first:
+            if not fin:
+                self._send_opcode = opcode
+        else:
+            if opcode != self._send_opcode:
+                raise InvalidState("a fragmented message of the other type is being sent")
+            opcode = _OP_CONT
+            if fin:
+                self._send_opcode = 0
+        rsv = 0
+        if self._ext is not None:
+            rsv, payload = self._ext.encode(payload, first, fin, compress)
+        self._write_frame((0x80 if fin else 0) | rsv | opcode, payload)
+
+    def send_ping(self, data: BytesLike = b"") -> None:
+        """Send a ping (at most 125 bytes of application data)."""
+        self._check_open()
+        self._send_control(_OP_PING, bytes(data))
+
+    def send_pong(self, data: BytesLike = b"") -> None:
+        """Send a pong (unsolicited pongs serve as heartbeats, RFC 6455 §5.5.3)."""
+        self._check_open()
+        self._send_control(_OP_PONG, bytes(data))
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        if len(payload) > 125:
+            raise ValueError("control frame payloads are limited to 125 bytes")
+        self._write_frame(0x80 | opcode, payload)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start (or answer) the closing handshake (RFC 6455 §5.5.1, §7.1.2).
+
+        ``code`` 1005 sends a close frame without a status code. Does nothing if a close
+        frame was already sent; raises ``InvalidState`` before the handshake completes.
+        """
+        if self._pending is not None:
+            self._apply_pending()
+        if self.state is CONNECTING:
+            raise InvalidState("cannot close before the opening handshake completes")
+        if self.close_code_sent is not None or self.state is CLOSED:
+            return
+        if code != 1005 and not is_valid_close_code(code):
+            raise ValueError(f"close code {code} may not be sent")
+        body = serialize_close(code, reason)
+        self._send_close_frame(code, body)
+
+    def _send_close_frame(self, code: int, body: bytes) -> None:
+        self._write_frame(0x88, body)
+        self.close_code_sent = code
+        self.state = transition(self.state, "close_sent")
+        if self.state is CLOSED:
+            self._closing_done()
+
+    def fail(self, code: int = 1002, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a close frame with ``code`` if none
+        was sent, discard all further input, and close."""
+        if self.state is CONNECTING or self.state is CLOSED:
+            self.state = CLOSED if self.state is CLOSED else transition(self.state, "handshake_failed")
+            self._pstate = _P_DISCARD
+            self.close_tcp = True
+            return
+        if self.close_code_sent is None:
+            body = serialize_close(code, _truncate_reason(reason))
+            self._write_frame(0x88, body)
+            self.close_code_sent = code
+        self.state = transition(self.state, "fail")
+        self._pstate = _P_DISCARD
+        self._closing_done()
+
+    def _closing_done(self) -> None:
+        # RFC 6455 §7.1.1: the server closes TCP first; the client waits for it.
+        if self.role is Role.SERVER:
+            self.close_tcp = True
+
+    def _next_mask(self) -> bytes:
+        pos = self._mask_pos
+        if pos >= _MASK_POOL:
+            self._mask_pool = os.urandom(_MASK_POOL)
+            pos = 0
+        self._mask_pos = pos + 4
+        return self._mask_pool[pos : pos + 4]
+
+    def _write_frame(self, b0: int, payload: bytes) -> None:
+        n = len(payload)
+        masked = self.role is Role.CLIENT
+        if n < 126:
+            header = bytes((b0, n | 0x80)) if masked else bytes((b0, n))
+        elif n < 65536:
+            header = bytes((b0, 126 | 0x80 if masked else 126, n >> 8, n & 0xFF))
+        else:
+            header = bytes((b0, 127 | 0x80 if masked else 127)) + n.to_bytes(8, "big")
+        if masked:
+            mask = self._next_mask()
+            if n < 4096:
+                self._out.append(header + mask + apply_mask(payload, mask))
+            else:
+                self._out.append(header + mask)
+                self._out.append(apply_mask(payload, mask))
+        elif n < 4096:
+            self._out.append(header + payload)
+        else:
+            # Large unmasked payloads go out as they are: no copy (RFC 6455 §5.1).
+            self._out.append(header)
+            self._out.append(payload)
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: BytesLike) -> None:
+        """Feed bytes received from the transport. Never raises on peer faults."""
+        if not data:
+            return
+        pstate = self._pstate
+        if pstate == _P_DISCARD:
+            return
+        if pstate == _P_HANDSHAKE:
+            self._buf += data
+            self._receive_handshake()
+            return
+        buf = self._buf
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
+        self._parse(data)
+
+    def receive_eof(self) -> None:
+        """The transport reached end of file (the peer closed TCP). Idempotent."""
+        if self._eof:
+            return
+        if self._pending is not None:
+            self._apply_pending()
+        self._eof = True
+        self._pstate = _P_DISCARD
+        clean = self.close_code_sent is not None and self.close_code_received is not None
+        if self.state is CONNECTING:
+            self._handshake_eof()
+        if self.close_code_received is None:
+            self.close_code_received = 1006
+        self.state = transition(self.state, "eof")
+        self.close_tcp = True
+        self._events.append(
+            ConnectionClosed(self.close_code_received, self.close_reason_received, clean and self.failure is None)
+        )
+
+    def _handshake_eof(self) -> None:
+        pass
+
+    def _fail_peer(self, exc: ProtocolError) -> None:
+        """The single funnel for peer faults: report them now, act when they are taken."""
+        ev = ConnectionFailed(exc.code, exc.reason)
+        self.failure = ev
+        self._pstate = _P_DISCARD
+        self._buf.clear()
+        self._events.append(ev)
+        self._pending = _Pending(ev, "fail", exc.code, exc.reason)
+
+    def _apply_pending(self) -> None:
+        p = self._pending
+        self._pending = None
+        if p is None:
+            return
+        if p.kind == "fail":
+            self.fail(p.code, p.reason)
+            return
+        # A close frame was received (RFC 6455 §5.5.1): echo it if we have not sent one.
+        self.state = transition(self.state, "close_received")
+        if self.close_code_sent is None:
+            code = p.code
+            self._send_close_frame(code, serialize_close(code) if code != 1005 else b"")
+        elif self.state is CLOSED:
+            self._closing_done()
+
+    def _parse(self, data: bytes) -> None:
+        """Parse every complete frame in ``data``; keep the incomplete rest for later."""
+        try:
+            self._parse_frames(data)
+        except ProtocolError as exc:
+            self._fail_peer(exc)
+
+    def _parse_frames(self, data: bytes) -> None:
+        n = len(data)
+        pos = 0
+        events = self._events
+        while True:
+            if self._pstate == _P_PAYLOAD:
+                # Inside a data frame whose payload is arriving in pieces.
+                take = self._remaining
+                if n - pos < take:
+                    take = n - pos
+                    if take == 0:
+                        return
+                chunk = data[pos : pos + take]
+                pos += take
+                if self._fmask:
+                    chunk = apply_mask(chunk, self._fmask, self._fphase)
+                    self._fphase = (self._fphase + take) & 3
+                self._remaining -= take
+                self._data_chunk(chunk)
+                if self._remaining:
+                    return
+                self._pstate = _P_FRAME
+                self._frame_end()
+                if self._pstate != _P_FRAME:
+                    return
+                continue
+
+            avail = n - pos
+            if avail < 2:
+                if avail:
+                    self._buf += data[pos:]
+                return
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            hlen = 2
+            if length >= 126:
+                if length == 126:
+                    hlen = 4
+                    if avail < 4:
+                        self._buf += data[pos:]
+                        return
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    if length < 126:
+                        raise ProtocolError("frame length not minimally encoded")
+                else:
+                    hlen = 10
+                    if avail < 10:
+                        self._buf += data[pos:]
+                        return
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    if length >> 63:
+                        raise ProtocolError("frame length has the most significant bit set")
+                    if length < 65536:
+                        raise ProtocolError("frame length not minimally encoded")
+            masked = b1 & 0x80
+            if masked != self._mask_expected:
+                raise ProtocolError(
+                    "client frame is not masked" if masked == 0 else "server frame is masked"
+                )
+            if masked:
+                if avail < hlen + 4:
+                    self._buf += data[pos:]
+                    return
+                mask = data[pos + hlen : pos + hlen + 4]
+                hlen += 4
+            else:
+                mask = b""
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            rsv = b0 & 0x70
+            if rsv & ~self._rsv_allowed:
+                raise ProtocolError("reserved bits set without a negotiated extension")
+            start = pos + hlen
+
+            if opcode >= 8:
+                # Control frame (RFC 6455 §5.5): at most 125 bytes, never fragmented.
+                if opcode > _OP_PONG:
+                    raise ProtocolError(f"reserved opcode {opcode:#x}")
+                if length > 125:
+                    raise ProtocolError("control frame payload longer than 125 bytes")
+                if not fin:
+                    raise ProtocolError("fragmented control frame")
+                if rsv:
+                    raise ProtocolError("reserved bits set on a control frame")
+                if avail < hlen + length:
+                    self._buf += data[pos:]
+                    return
+                payload = data[start : start + length]
+                if mask:
+                    payload = apply_mask(payload, mask)
+                pos = start + length
+                if opcode == _OP_PING:
+                    events.append(Ping(payload))
+                    if self.auto_pong and self.close_code_sent is None:
+                        self._write_frame(0x80 | _OP_PONG, payload)
+                elif opcode == _OP_PONG:
+                    events.append(Pong(payload))
+                else:
+                    self._close_frame(payload)
+                    return
+                continue
+
+            # Data frame.
+            if opcode == _OP_CONT:
+                if self._mopcode == 0:
+                    raise ProtocolError("continuation frame without a message to continue")
+                if rsv:
+                    raise ProtocolError("reserved bits set on a continuation frame")
+            elif opcode <= _OP_BINARY:
+                if self._mopcode != 0:
+                    raise ProtocolError("new data frame inside a fragmented message")
+            else:
+                raise ProtocolError(f"reserved opcode {opcode:#x}")
+            if length > self.max_frame_size:
+                raise PayloadTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
+
+            if (
+                avail >= hlen + length
+                and fin
+                and opcode != _OP_CONT
+                and not rsv
+            ):
+                # Fast path: a whole, unfragmented, untransformed message in the buffer.
+                if length > self.max_message_size:
+                    raise PayloadTooBig(
+                        f"message of {length} bytes exceeds the limit of {self.max_message_size}"
+                    )
+                payload = data[start : start + length]
+                pos = start + length
+                if mask:
+                    payload = apply_mask(payload, mask)
+                if opcode == _OP_TEXT:
+                    try:
+                        events.append(TextMessage(payload.decode("utf-8")))
+                    except UnicodeDecodeError:
+                        raise InvalidUTF8("invalid UTF-8 in a text message") from None
+                else:
+                    events.append(BinaryMessage(payload))
+                continue
+
+            # General path: start of a message or a continuation, possibly partial.
+            if opcode != _OP_CONT:
+                self._message_start(opcode, rsv)
+            # Uncompressed: refuse before buffering. Compressed: the output is checked as
+            # it is inflated (_append), which is all a bomb can be caught by.
+            if not self._mcompressed and length + self._msize > self.max_message_size:
+                raise PayloadTooBig(
+                    f"message of {length + self._msize} bytes exceeds the limit of {self.max_message_size}"
+                )
+            self._fopcode = opcode
+            self._ffin = bool(fin)
+            self._fmask = mask
+            self._fphase = 0
+            self._remaining = length
+            self._pstate = _P_PAYLOAD
+            pos = start
+            if length == 0:
+                self._pstate = _P_FRAME
+                self._frame_end()
+                if self._pstate != _P_FRAME:
+                    return
+
+    def _message_start(self, opcode: int, rsv: int) -> None:
+        self._mopcode = opcode
+        self._msize = 0
+        ext = self._ext
+        self._mcompressed = ext is not None and ext.decode_start(rsv)
+        if opcode == _OP_TEXT:
+            validator = self._mvalidator
+            if validator is None:
+                validator = self._mvalidator = Utf8Validator()
+            else:
+                validator.reset()
+            if self.stream_fragments:
+                self._mdecoder = codecs.getincrementaldecoder("utf-8")()
+
+    def _data_chunk(self, chunk: bytes) -> None:
+        """Take a piece of unmasked payload of the current data frame."""
+        if self._mcompressed:
+            assert self._ext is not None
+            chunk = self._ext.decode(chunk, self.max_message_size - self._msize)
+        self._append(chunk)
+
+    def _append(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._msize += len(chunk)
+        if self._msize > self.max_message_size:
+            raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
+        if self._mopcode == _OP_TEXT:
+            # Fail fast: RFC 6455 §8.1 lets us fail as soon as the text cannot be UTF-8.
+            assert self._mvalidator is not None
+            if self._mvalidator.feed(chunk) >= 0:
+                raise InvalidUTF8("invalid UTF-8 in a text message")
+        self._mbuf += chunk
+
+    def _frame_end(self) -> None:
+        """The current data frame's payload is complete."""
+        fin = self._ffin
+        if fin and self._mcompressed:
+            assert self._ext is not None
+            self._append(self._ext.decode_end(self.max_message_size - self._msize))
+        text = self._mopcode == _OP_TEXT
+        if fin and text:
+            assert self._mvalidator is not None
+            if not self._mvalidator.complete:
+                raise InvalidUTF8("text message ends inside a UTF-8 sequence")
+        if self.stream_fragments:
+            data = bytes(self._mbuf)
+            self._mbuf.clear()
+            if text:
+                assert self._mdecoder is not None
+                self._events.append(TextMessage(self._mdecoder.decode(data, fin), bool(fin)))
+            else:
+                self._events.append(BinaryMessage(data, bool(fin)))
+        elif fin:
+            if text:
+                self._events.append(TextMessage(self._mbuf.decode("utf-8")))
+            else:
+                self._events.append(BinaryMessage(bytes(self._mbuf)))
+            self._mbuf = bytearray()
+        if fin:
+            self._mopcode = 0
+            self._mcompressed = False
+
+    def _close_frame(self, payload: bytes) -> None:
+        code, reason = parse_close(payload)
+        self.close_code_received = code
+        self.close_reason_received = reason
+        ev = CloseReceived(code, reason)
+        self._events.append(ev)
+        self._pstate = _P_DISCARD
+        self._pending = _Pending(ev, "close", code, reason)
+
+    # ------------------------------------------------------------------ handshake
+
+    def _receive_handshake(self) -> None:
+        raise NotImplementedError
+
+    def _open(self, rest: bytes) -> None:
+        """The opening handshake succeeded; parse any frames that followed it."""
+        self.state = transition(self.state, "open")
+        self._pstate = _P_FRAME
+        self._buf = bytearray()
+        if self.extensions:
+            self._ext = self.extensions[0]
+            self._rsv_allowed = self._ext.rsv
+        if rest:
+            self._parse(rest)
+
+
+class ClientConnection(Connection):
+    """The client side. The opening handshake request is queued at construction.
+
+    Args:
+        host: the ``Host`` header, e.g. ``"example.com"`` or ``"example.com:8080"``.
+        target: the request target: path and query, e.g. ``"/chat?room=1"``.
+        subprotocols: subprotocols to offer, in order of preference.
+        extensions: extension factories to offer, e.g. ``[ClientPerMessageDeflate()]``.
+        origin: an ``Origin`` header, as browsers send.
+        extra_headers: more request headers, e.g. ``[("Authorization", "Bearer …")]``.
+        key: the Sec-WebSocket-Key (tests only; fresh random by default).
+        See ``Connection`` for the limits.
+    """
+
+    role = Role.CLIENT
+
+    def __init__(
+        self,
+        host: str,
+        target: str = "/",
+        *,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[ClientExtensionFactory] = (),
+        origin: Optional[str] = None,
+        extra_headers: Sequence[Tuple[str, str]] = (),
+        key: Optional[str] = None,
+        **limits,
+    ) -> None:
+        super().__init__(**limits)
+        self.key = key if key is not None else hs.generate_key()
+        self.offered_subprotocols = tuple(subprotocols)
+        self.extension_factories = list(extensions)
+        offer = None
+        if self.extension_factories:
+            offer = hs.serialize_extensions([(f.name, f.offer()) for f in self.extension_factories])
+        self._out.append(
+            hs.build_request(
+                host,
+                target,
+                self.key,
+                origin=origin,
+                subprotocols=self.offered_subprotocols,
+                extensions=offer,
+                extra_headers=extra_headers,
+            )
+        )
+        self._reject_head: Optional[Tuple[int, str, tuple, int]] = None
+
+    def _receive_handshake(self) -> None:
+        buf = self._buf
+        try:
+            if self._reject_head is not None:
+                self._receive_reject_body()
+                return
+            end = hs.find_head_end(buf, self.max_handshake_size, request=False, start=self._scan)
+            if end < 0:
+                self._scan = len(buf)
+                return
+            status, reason, headers = hs.parse_response(bytes(buf[:end]))
+            rest = bytes(buf[end:])
+            if status != 101:
+                length = -1
+                for k, v in headers:
+                    if k.lower() == "content-length":
+                        if not v.strip().isdigit():
+                            raise InvalidHandshake(f"invalid Content-Length {v!r}")
+                        length = int(v)
+                self._reject_head = (status, reason, headers, length)
+                self._buf = bytearray(rest)
+                self._receive_reject_body()
+                return
+            subprotocol, ext_items = hs.validate_response(headers, self.key, self.offered_subprotocols)
+            self.extensions = self._accept_extensions(ext_items)
+        except (InvalidHandshake, NegotiationError) as exc:
+            self._handshake_failed(exc)
+            return
+        self.subprotocol = subprotocol
+        self._events.append(
+            Accepted(101, headers, subprotocol, tuple(e.name for e in self.extensions))
+        )
+        self._open(rest)
+
+    def _accept_extensions(self, items: list) -> List[Extension]:
+        factories = {f.name: f for f in self.extension_factories}
+        accepted: List[Extension] = []
+        seen = set()
+        rsv = 0
+        for name, params in items:
+            factory = factories.get(name)
+            if factory is None:
+                raise NegotiationError(f"server accepted extension {name!r} that was not offered")
+            if name in seen:
+                raise NegotiationError(f"server accepted extension {name!r} twice")
+            seen.add(name)
+            ext = factory.accept(list(params))
+            if ext.rsv & rsv:
+                raise NegotiationError(f"extension {name!r} claims RSV bits already in use")
+            rsv |= ext.rsv
+            accepted.append(ext)
+        if len(accepted) > 1:
+            raise NegotiationError("wsfast runs at most one extension per connection")
+        return accepted
+
+    def _receive_reject_body(self) -> None:
+        assert self._reject_head is not None
+        status, reason, headers, length = self._reject_head
+        if len(self._buf) > self.max_handshake_size:
+            del self._buf[self.max_handshake_size :]
+            length = len(self._buf)
+        if length >= 0 and len(self._buf) >= length:
+            self._rejected(bytes(self._buf[:length]))
+
+    def _rejected(self, body: bytes) -> None:
+        assert self._reject_head is not None
+        status, reason, headers, _ = self._reject_head
+        self._reject_head = None
+        self._events.append(Rejected(status, reason, headers, body))
+        self.state = transition(self.state, "reject")
+        self._pstate = _P_DISCARD
+        self.close_tcp = True
+
+    def _handshake_eof(self) -> None:
+        if self._reject_head is not None:
+            self._rejected(bytes(self._buf))
+            return
+        self._events.append(HandshakeFailed("connection closed during the opening handshake", 0))
+
+    def _handshake_failed(self, exc: Exception) -> None:
+        self._events.append(HandshakeFailed(str(exc), 0))
+        self.state = transition(self.state, "handshake_failed")
+        self._pstate = _P_DISCARD
+        self.close_tcp = True
+
+
+class ServerConnection(Connection):
+    """The server side. A valid request surfaces as a ``Request`` event; answer it with
+    ``accept()`` or ``reject()``. Frames the client sends before the answer are kept.
+
+    Args:
+        subprotocols: subprotocols this server speaks, in order of preference; ``accept()``
+            picks the first of the client's offers that is in this list, unless told.
+        extensions: extension factories, e.g. ``[ServerPerMessageDeflate()]``.
+        See ``Connection`` for the limits.
+    """
+
+    role = Role.SERVER
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[ServerExtensionFactory] = (),
+        **limits,
+    ) -> None:
+        super().__init__(**limits)
+        self.subprotocols = tuple(subprotocols)
+        self.extension_factories = list(extensions)
+        self.request: Optional[Request] = None
+        self._key = ""
+
+    def _receive_handshake(self) -> None:
+        if self.request is not None:
+            if len(self._buf) > _MAX_EARLY_DATA:
+                # Frames are piling up before accept(): bounded like any input.
+                self._buf.clear()
+                self._handshake_error(InvalidHandshake("too much data before the handshake completed", 400))
+            return  # waiting for accept()/reject(); keep the bytes that follow
+        buf = self._buf
+        try:
+            end = hs.find_head_end(buf, self.max_handshake_size, request=True, start=self._scan)
+            if end < 0:
+                self._scan = len(buf)
+                return
+            method, target, headers = hs.parse_request(bytes(buf[:end]))
+            key, subprotocols, ext_offers = hs.validate_request(method, headers)
+        except InvalidHandshake as exc:
+            self._handshake_error(exc)
+            return
+        del buf[:end]
+        self._key = key
+        self.request = Request(
+            method,
+            target,
+            headers,
+            tuple(subprotocols),
+            tuple((name, tuple(params)) for name, params in ext_offers),
+        )
+        self._events.append(self.request)
+
+    def _handshake_error(self, exc: InvalidHandshake) -> None:
+        status = exc.status or 400
+        headers = []
+        if status == 426:
+            headers.append(("Sec-WebSocket-Version", "13"))  # RFC 6455 §4.4
+        elif status == 405:
+            headers.append(("Allow", "GET"))  # RFC 9110 §15.5.6
+        self._out.append(
+            hs.build_response(status, headers=headers, body=(exc.reason + "\n").encode("utf-8", "replace"))
+        )
+        self._events.append(HandshakeFailed(exc.reason, status))
+        self.state = transition(self.state, "handshake_failed")
+        self._pstate = _P_DISCARD
+        self.close_tcp = True
+
+    def accept(
+        self,
+        subprotocol: Optional[str] = None,
+        *,
+        extra_headers: Sequence[Tuple[str, str]] = (),
+    ) -> None:
+        """Accept the request: queue the 101 response and open the connection.
+
+        ``subprotocol`` must be one the client offered; by default the first of the
+        client's offers that this server lists in ``subprotocols`` is chosen (or none).
+        Extensions are negotiated with the configured factories.
+        """
+        request = self._answerable()
+        offered = request.subprotocols
+        if subprotocol is None:
+            for p in offered:
+                if p in self.subprotocols:
+                    subprotocol = p
+                    break
+        elif subprotocol not in offered:
+            raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
+        ext_header = None
+        response_items = []
+        extensions: List[Extension] = []
+        for factory in self.extension_factories:
+            offers = [list(params) for name, params in request.extensions if name == factory.name]
+            if not offers:
+                continue
+            result = factory.negotiate(offers)
+            if result is None:
+                continue
+            params, ext = result
+            response_items.append((factory.name, params))
+            extensions.append(ext)
+            break  # one extension per connection (all RSV-using extensions compete for RSV1)
+        if response_items:
+            ext_header = hs.serialize_extensions(response_items)
+        self._out.append(
+            hs.build_accept_response(
+                self._key, subprotocol=subprotocol, extensions=ext_header, extra_headers=extra_headers
+            )
+        )
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+        self._open(bytes(self._buf))
+
+    def reject(
+        self,
+        status: int = 403,
+        *,
+        headers: Sequence[Tuple[str, str]] = (),
+        body: bytes = b"",
+        reason: Optional[str] = None,
+    ) -> None:
+        """Refuse the request with an HTTP response; the engine then wants TCP closed."""
+        self._answerable()
+        if status == 101:
+            raise ValueError("reject() cannot answer 101; use accept()")
+        self._out.append(hs.build_response(status, reason=reason, headers=headers, body=body))
+        self.state = transition(self.state, "reject")
+        self._pstate = _P_DISCARD
+        self._buf.clear()
+        self.close_tcp = True
+
+    def _answerable(self) -> Request:
+        if self.state is not CONNECTING or self.request is None:
+            raise InvalidState("there is no handshake request to answer")
+        return self.request
