@@ -77,11 +77,39 @@ def extensions():
         exts.append(Extension(f"wsfast.{name}", [pyx], define_macros=macros,
                               libraries=["z"] if name == "_inflate" else [],
                               extra_compile_args=["-O3"] if os.name != "nt" else []))
-    return cythonize(
-        exts,
-        compiler_directives={"language_level": "3", "linetrace": trace},
-        annotate=os.environ.get("WSFAST_ANNOTATE") == "1",
-    )
+    directives = {"language_level": "3", "linetrace": trace}
+    exts = cythonize(exts, compiler_directives=directives,
+                     annotate=os.environ.get("WSFAST_ANNOTATE") == "1")
+    parser = compile_parser(trace)
+    if parser:
+        exts.append(Extension("wsfast._parser_c", [parser], define_macros=macros,
+                              extra_compile_args=["-O3"] if os.name != "nt" else []))
+    return exts
+
+
+def compile_parser(trace):
+    """Compile wsfast/_parser.py *as* wsfast._parser_c, typed by wsfast/_parser_c.pxd.
+
+    One readable implementation, two builds (the aiohttp reader_py/reader_c technique).
+    Always regenerated, so an edit to the .pxd alone is never missed.
+    """
+    import subprocess
+
+    out = os.path.join("wsfast", "_parser_c.c")
+    cmd = [sys.executable, "-m", "cython", "-3", "--module-name", "wsfast._parser_c",
+           "-X", "boundscheck=False", "-X", "wraparound=False", "-X", "cdivision=True",
+           "-X", f"linetrace={trace}", os.path.join("wsfast", "_parser.py"), "-o", out]
+    if os.environ.get("WSFAST_ANNOTATE") == "1":
+        cmd.insert(3, "-a")
+    try:
+        subprocess.run(cmd, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        if MODE == "yes":
+            raise
+        print(f"WARNING: wsfast: could not compile the parser ({exc}); "
+              "using its pure-Python build.", file=sys.stderr)
+        return None
+    return out
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -260,7 +260,7 @@ cdef class Inflater:
                             f"decompressed data exceeds the limit of {max_length} bytes")
                     cap = cap * 2 if cap < cap_limit // 2 else cap_limit
                     if _resize_bytes(&out, cap) < 0:
-                        return None  # MemoryError set; _PyBytes_Resize freed out
+                        raise MemoryError()  # _PyBytes_Resize freed out and set it to NULL
                     buf = <unsigned char *>_bytes_ptr(out)
                 room = cap - total
                 strm.next_out = buf + total
@@ -273,6 +273,9 @@ cdef class Inflater:
                 total = strm.next_out - buf
                 if rc == Z_STREAM_END:
                     self._ended = True
+                    if total == cap_limit:
+                        raise PayloadTooBig(
+                            f"decompressed data exceeds the limit of {max_length} bytes")
                     if strict and (strm.avail_in > 0 or left > 0):
                         raise ProtocolError(
                             "invalid compressed data: data after the final block")
@@ -290,7 +293,7 @@ cdef class Inflater:
                         f"invalid compressed data: {strm.msg.decode('latin-1')}")
                 raise ProtocolError(f"invalid compressed data: zlib error {rc}")
             if total != cap and _resize_bytes(&out, total) < 0:
-                return None  # MemoryError set; out freed
+                raise MemoryError()  # out was freed and set to NULL
             result = <object>out
             return result
         finally:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "Utf8Validator", "Inflater"]
+__all__ = ["IMPLEMENTATION", "PARSER_IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "Utf8Validator", "Inflater", "Parser"]
 
 _NO_EXT = os.environ.get("WSFAST_NO_EXTENSIONS", "") not in ("", "0")
 _REQUIRE = os.environ.get("WSFAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
@@ -70,3 +70,18 @@ else:
         from ._utf8_py import Utf8Validator
 
         IMPLEMENTATION = "python"
+
+# The frame parser is wsfast/_parser.py; the compiled build is the same source compiled as
+# wsfast._parser_c. It follows the kernels' choice (imported last: it uses the names above).
+if IMPLEMENTATION == "cython":
+    try:
+        from ._parser_c import Parser
+    except ImportError:
+        if _REQUIRE:
+            raise
+        from ._parser import Parser
+else:
+    from ._parser import Parser
+
+#: Which parser build is active: "cython" or "python".
+PARSER_IMPLEMENTATION = "cython" if Parser.__module__ == "wsfast._parser_c" else "python"

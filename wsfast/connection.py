@@ -42,12 +42,11 @@ raises ``InvalidState``.
 
 from __future__ import annotations
 
-import codecs
 import os
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import handshake as hs
-from ._speedups import Utf8Validator, apply_mask
+from ._speedups import Parser, apply_mask
 from ._state import CLOSED, CLOSING, CONNECTING, OPEN, Role, State, transition
 from .events import (
     Accepted,
@@ -88,17 +87,13 @@ DEFAULT_MAX_HANDSHAKE_SIZE = hs.MAX_HANDSHAKE
 #: that cost off the per-frame path.
 _MASK_POOL = 4096
 
+#: Frame lengths are below 2**63 (RFC 6455 §5.2); "no limit" is this.
+_MAX_LENGTH = (1 << 63) - 1
 #: Bytes a client may send after its request, before the server answers it (frames it
 #: pipelines optimistically); beyond this the handshake fails rather than buffer forever.
 _MAX_EARLY_DATA = 1 << 20
 
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
-
-# Parser states. Integers so that a compiled build can type them.
-_P_FRAME = 0  # expecting a frame header
-_P_PAYLOAD = 1  # inside a data frame's payload (self._remaining bytes still to come)
-_P_DISCARD = 2  # after a close frame, a failure or the end: input is ignored
-_P_HANDSHAKE = 3  # before the opening handshake completes
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
@@ -151,7 +146,7 @@ class Connection:
         stream_fragments: bool = False,
     ) -> None:
         if max_message_size is None:
-            max_message_size = 1 << 63
+            max_message_size = _MAX_LENGTH
         if max_frame_size is None:
             max_frame_size = max_message_size
         if max_message_size < 0 or max_frame_size < 0:
@@ -179,27 +174,21 @@ class Connection:
         self._events: list = []
         self._out: List[bytes] = []
         self._pending: Optional[_Pending] = None
+        self._ext: Optional[Extension] = None  # the negotiated extension, for sending
         self._scan = 0  # handshake bytes already searched for the end of the head
         self._eof = False
-        # Receiving.
-        self._buf = bytearray()  # unparsed input (incomplete header, control frame, handshake)
-        self._pstate = _P_HANDSHAKE
-        self._rsv_allowed = 0  # RSV bits claimed by negotiated extensions
-        self._ext: Optional[Extension] = None  # the negotiated extension (one at most)
-        self._mask_expected = 0x80 if self.role is Role.SERVER else 0
-        # The frame whose payload is being received (_P_PAYLOAD).
-        self._remaining = 0
-        self._fmask = b""
-        self._fphase = 0
-        self._fopcode = 0
-        self._ffin = True
-        # The message being received: opcode (0 = none), payload so far, and state.
-        self._mopcode = 0
-        self._mbuf = bytearray()
-        self._mcompressed = False
-        self._mvalidator: Optional[Utf8Validator] = None
-        self._mdecoder = None  # incremental UTF-8 decoder when streaming text fragments
-        self._msize = 0  # message bytes so far (after decompression)
+        # Receiving: the handshake buffer, then the frame parser.
+        self._handshaking = True
+        self._buf = bytearray()
+        self._parser = Parser(
+            self._events,
+            0x80 if self.role is Role.SERVER else 0,
+            min(max_message_size, _MAX_LENGTH),
+            min(max_frame_size, _MAX_LENGTH),
+            stream_fragments,
+            self._on_ping,
+            self._on_close,
+        )
         # Sending.
         self._send_opcode = 0  # opcode of a fragmented message being sent (0 = none)
         self._mask_pool = b""
@@ -224,7 +213,7 @@ class Connection:
         evs = self._events
         if not evs:
             return iter(())
-        self._events = []
+        self._events = self._parser.events = []
         if self._pending is None:
             return iter(evs)
         return self._deliver(evs)
@@ -320,7 +309,8 @@ class Connection:
         was sent, discard all further input, and close."""
         if self.state is CONNECTING or self.state is CLOSED:
             self.state = CLOSED if self.state is CLOSED else transition(self.state, "handshake_failed")
-            self._pstate = _P_DISCARD
+            self._handshaking = False
+            self._parser.discard()
             self.close_tcp = True
             return
         if self.close_code_sent is None:
@@ -328,7 +318,7 @@ class Connection:
             self._write_frame(0x88, body)
             self.close_code_sent = code
         self.state = transition(self.state, "fail")
-        self._pstate = _P_DISCARD
+        self._parser.discard()
         self._closing_done()
 
     def _closing_done(self) -> None:
@@ -371,23 +361,17 @@ class Connection:
 
     def receive_data(self, data: BytesLike) -> None:
         """Feed bytes received from the transport. Never raises on peer faults."""
-        if not data:
+        if self._handshaking:
+            if data and not self._eof:
+                self._buf += data
+                self._receive_handshake()
             return
-        pstate = self._pstate
-        if pstate == _P_DISCARD:
-            return
-        if pstate == _P_HANDSHAKE:
-            self._buf += data
-            self._receive_handshake()
-            return
-        buf = self._buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
-        elif type(data) is not bytes:
+        if type(data) is not bytes:
             data = bytes(data)
-        self._parse(data)
+        try:
+            self._parser.feed(data)
+        except ProtocolError as exc:
+            self._fail_peer(exc)
 
     def receive_eof(self) -> None:
         """The transport reached end of file (the peer closed TCP). Idempotent."""
@@ -396,10 +380,11 @@ class Connection:
         if self._pending is not None:
             self._apply_pending()
         self._eof = True
-        self._pstate = _P_DISCARD
+        self._parser.discard()
         clean = self.close_code_sent is not None and self.close_code_received is not None
         if self.state is CONNECTING:
             self._handshake_eof()
+        self._handshaking = False
         if self.close_code_received is None:
             self.close_code_received = 1006
         self.state = transition(self.state, "eof")
@@ -415,8 +400,7 @@ class Connection:
         """The single funnel for peer faults: report them now, act when they are taken."""
         ev = ConnectionFailed(exc.code, exc.reason)
         self.failure = ev
-        self._pstate = _P_DISCARD
-        self._buf.clear()
+        self._parser.discard()
         self._events.append(ev)
         self._pending = _Pending(ev, "fail", exc.code, exc.reason)
 
@@ -436,246 +420,18 @@ class Connection:
         elif self.state is CLOSED:
             self._closing_done()
 
-    def _parse(self, data: bytes) -> None:
-        """Parse every complete frame in ``data``; keep the incomplete rest for later."""
-        try:
-            self._parse_frames(data)
-        except ProtocolError as exc:
-            self._fail_peer(exc)
+    def _on_ping(self, payload: bytes) -> None:
+        # RFC 6455 §5.5.2: answer with a pong carrying the same data, unless we already
+        # sent a close frame (then nothing more may be sent).
+        if self.auto_pong and self.close_code_sent is None:
+            self._write_frame(0x80 | _OP_PONG, payload)
 
-    def _parse_frames(self, data: bytes) -> None:
-        n = len(data)
-        pos = 0
-        events = self._events
-        while True:
-            if self._pstate == _P_PAYLOAD:
-                # Inside a data frame whose payload is arriving in pieces.
-                take = self._remaining
-                if n - pos < take:
-                    take = n - pos
-                    if take == 0:
-                        return
-                chunk = data[pos : pos + take]
-                pos += take
-                if self._fmask:
-                    chunk = apply_mask(chunk, self._fmask, self._fphase)
-                    self._fphase = (self._fphase + take) & 3
-                self._remaining -= take
-                self._data_chunk(chunk)
-                if self._remaining:
-                    return
-                self._pstate = _P_FRAME
-                self._frame_end()
-                if self._pstate != _P_FRAME:
-                    return
-                continue
-
-            avail = n - pos
-            if avail < 2:
-                if avail:
-                    self._buf += data[pos:]
-                return
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            hlen = 2
-            if length >= 126:
-                if length == 126:
-                    hlen = 4
-                    if avail < 4:
-                        self._buf += data[pos:]
-                        return
-                    length = (data[pos + 2] << 8) | data[pos + 3]
-                    if length < 126:
-                        raise ProtocolError("frame length not minimally encoded")
-                else:
-                    hlen = 10
-                    if avail < 10:
-                        self._buf += data[pos:]
-                        return
-                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                    if length >> 63:
-                        raise ProtocolError("frame length has the most significant bit set")
-                    if length < 65536:
-                        raise ProtocolError("frame length not minimally encoded")
-            masked = b1 & 0x80
-            if masked != self._mask_expected:
-                raise ProtocolError(
-                    "client frame is not masked" if masked == 0 else "server frame is masked"
-                )
-            if masked:
-                if avail < hlen + 4:
-                    self._buf += data[pos:]
-                    return
-                mask = data[pos + hlen : pos + hlen + 4]
-                hlen += 4
-            else:
-                mask = b""
-            opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            rsv = b0 & 0x70
-            if rsv & ~self._rsv_allowed:
-                raise ProtocolError("reserved bits set without a negotiated extension")
-            start = pos + hlen
-
-            if opcode >= 8:
-                # Control frame (RFC 6455 §5.5): at most 125 bytes, never fragmented.
-                if opcode > _OP_PONG:
-                    raise ProtocolError(f"reserved opcode {opcode:#x}")
-                if length > 125:
-                    raise ProtocolError("control frame payload longer than 125 bytes")
-                if not fin:
-                    raise ProtocolError("fragmented control frame")
-                if rsv:
-                    raise ProtocolError("reserved bits set on a control frame")
-                if avail < hlen + length:
-                    self._buf += data[pos:]
-                    return
-                payload = data[start : start + length]
-                if mask:
-                    payload = apply_mask(payload, mask)
-                pos = start + length
-                if opcode == _OP_PING:
-                    events.append(Ping(payload))
-                    if self.auto_pong and self.close_code_sent is None:
-                        self._write_frame(0x80 | _OP_PONG, payload)
-                elif opcode == _OP_PONG:
-                    events.append(Pong(payload))
-                else:
-                    self._close_frame(payload)
-                    return
-                continue
-
-            # Data frame.
-            if opcode == _OP_CONT:
-                if self._mopcode == 0:
-                    raise ProtocolError("continuation frame without a message to continue")
-                if rsv:
-                    raise ProtocolError("reserved bits set on a continuation frame")
-            elif opcode <= _OP_BINARY:
-                if self._mopcode != 0:
-                    raise ProtocolError("new data frame inside a fragmented message")
-            else:
-                raise ProtocolError(f"reserved opcode {opcode:#x}")
-            if length > self.max_frame_size:
-                raise PayloadTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
-
-            if (
-                avail >= hlen + length
-                and fin
-                and opcode != _OP_CONT
-                and not rsv
-            ):
-                # Fast path: a whole, unfragmented, untransformed message in the buffer.
-                if length > self.max_message_size:
-                    raise PayloadTooBig(
-                        f"message of {length} bytes exceeds the limit of {self.max_message_size}"
-                    )
-                payload = data[start : start + length]
-                pos = start + length
-                if mask:
-                    payload = apply_mask(payload, mask)
-                if opcode == _OP_TEXT:
-                    try:
-                        events.append(TextMessage(payload.decode("utf-8")))
-                    except UnicodeDecodeError:
-                        raise InvalidUTF8("invalid UTF-8 in a text message") from None
-                else:
-                    events.append(BinaryMessage(payload))
-                continue
-
-            # General path: start of a message or a continuation, possibly partial.
-            if opcode != _OP_CONT:
-                self._message_start(opcode, rsv)
-            # Uncompressed: refuse before buffering. Compressed: the output is checked as
-            # it is inflated (_append), which is all a bomb can be caught by.
-            if not self._mcompressed and length + self._msize > self.max_message_size:
-                raise PayloadTooBig(
-                    f"message of {length + self._msize} bytes exceeds the limit of {self.max_message_size}"
-                )
-            self._fopcode = opcode
-            self._ffin = bool(fin)
-            self._fmask = mask
-            self._fphase = 0
-            self._remaining = length
-            self._pstate = _P_PAYLOAD
-            pos = start
-            if length == 0:
-                self._pstate = _P_FRAME
-                self._frame_end()
-                if self._pstate != _P_FRAME:
-                    return
-
-    def _message_start(self, opcode: int, rsv: int) -> None:
-        self._mopcode = opcode
-        self._msize = 0
-        ext = self._ext
-        self._mcompressed = ext is not None and ext.decode_start(rsv)
-        if opcode == _OP_TEXT:
-            validator = self._mvalidator
-            if validator is None:
-                validator = self._mvalidator = Utf8Validator()
-            else:
-                validator.reset()
-            if self.stream_fragments:
-                self._mdecoder = codecs.getincrementaldecoder("utf-8")()
-
-    def _data_chunk(self, chunk: bytes) -> None:
-        """Take a piece of unmasked payload of the current data frame."""
-        if self._mcompressed:
-            assert self._ext is not None
-            chunk = self._ext.decode(chunk, self.max_message_size - self._msize)
-        self._append(chunk)
-
-    def _append(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._msize += len(chunk)
-        if self._msize > self.max_message_size:
-            raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
-        if self._mopcode == _OP_TEXT:
-            # Fail fast: RFC 6455 §8.1 lets us fail as soon as the text cannot be UTF-8.
-            assert self._mvalidator is not None
-            if self._mvalidator.feed(chunk) >= 0:
-                raise InvalidUTF8("invalid UTF-8 in a text message")
-        self._mbuf += chunk
-
-    def _frame_end(self) -> None:
-        """The current data frame's payload is complete."""
-        fin = self._ffin
-        if fin and self._mcompressed:
-            assert self._ext is not None
-            self._append(self._ext.decode_end(self.max_message_size - self._msize))
-        text = self._mopcode == _OP_TEXT
-        if fin and text:
-            assert self._mvalidator is not None
-            if not self._mvalidator.complete:
-                raise InvalidUTF8("text message ends inside a UTF-8 sequence")
-        if self.stream_fragments:
-            data = bytes(self._mbuf)
-            self._mbuf.clear()
-            if text:
-                assert self._mdecoder is not None
-                self._events.append(TextMessage(self._mdecoder.decode(data, fin), bool(fin)))
-            else:
-                self._events.append(BinaryMessage(data, bool(fin)))
-        elif fin:
-            if text:
-                self._events.append(TextMessage(self._mbuf.decode("utf-8")))
-            else:
-                self._events.append(BinaryMessage(bytes(self._mbuf)))
-            self._mbuf = bytearray()
-        if fin:
-            self._mopcode = 0
-            self._mcompressed = False
-
-    def _close_frame(self, payload: bytes) -> None:
-        code, reason = parse_close(payload)
+    def _on_close(self, payload: bytes) -> None:
+        code, reason = parse_close(payload)  # ProtocolError/InvalidUTF8 fail the connection
         self.close_code_received = code
         self.close_reason_received = reason
         ev = CloseReceived(code, reason)
         self._events.append(ev)
-        self._pstate = _P_DISCARD
         self._pending = _Pending(ev, "close", code, reason)
 
     # ------------------------------------------------------------------ handshake
@@ -686,13 +442,13 @@ class Connection:
     def _open(self, rest: bytes) -> None:
         """The opening handshake succeeded; parse any frames that followed it."""
         self.state = transition(self.state, "open")
-        self._pstate = _P_FRAME
+        self._handshaking = False
         self._buf = bytearray()
         if self.extensions:
             self._ext = self.extensions[0]
-            self._rsv_allowed = self._ext.rsv
+            self._parser.set_extension(self._ext)
         if rest:
-            self._parse(rest)
+            self.receive_data(rest)
 
 
 class ClientConnection(Connection):
@@ -813,7 +569,8 @@ class ClientConnection(Connection):
         self._reject_head = None
         self._events.append(Rejected(status, reason, headers, body))
         self.state = transition(self.state, "reject")
-        self._pstate = _P_DISCARD
+        self._handshaking = False
+        self._parser.discard()
         self.close_tcp = True
 
     def _handshake_eof(self) -> None:
@@ -825,7 +582,8 @@ class ClientConnection(Connection):
     def _handshake_failed(self, exc: Exception) -> None:
         self._events.append(HandshakeFailed(str(exc), 0))
         self.state = transition(self.state, "handshake_failed")
-        self._pstate = _P_DISCARD
+        self._handshaking = False
+        self._parser.discard()
         self.close_tcp = True
 
 
@@ -896,7 +654,8 @@ class ServerConnection(Connection):
         )
         self._events.append(HandshakeFailed(exc.reason, status))
         self.state = transition(self.state, "handshake_failed")
-        self._pstate = _P_DISCARD
+        self._handshaking = False
+        self._parser.discard()
         self.close_tcp = True
 
     def accept(
@@ -959,7 +718,8 @@ class ServerConnection(Connection):
             raise ValueError("reject() cannot answer 101; use accept()")
         self._out.append(hs.build_response(status, reason=reason, headers=headers, body=body))
         self.state = transition(self.state, "reject")
-        self._pstate = _P_DISCARD
+        self._handshaking = False
+        self._parser.discard()
         self._buf.clear()
         self.close_tcp = True
 

@@ -36,8 +36,9 @@ zlib (≥ 1.2.9, and zlib-ng) refuses a raw-deflate compressor with an 8-bit win
 (``zlib.compressobj(wbits=-8)`` raises ``ValueError``; the zlib-wrapped variant silently uses 9).
 We do **not** decline window 8: when we must compress with at most 256 bytes of window we use a
 9-bit (512-byte) zlib compressor, which is still a valid 8-bit stream because zlib never emits a
-match distance above ``MAX_DIST = w_size - MIN_LOOKAHEAD = 512 - 262 = 250`` (the same
-bound is in zlib-ng and in every strategy: fast, slow, quick, rle, huffman, stored). A peer that
+match distance above ``MAX_DIST = w_size - MIN_LOOKAHEAD = 512 - 262 = 250`` (every zlib
+strategy keeps that bound: fast, slow, rle – distance 1 –, huffman-only and stored use none;
+zlib-ng defines MAX_DIST the same way and its quick strategy checks it too). A peer that
 inflates with a 256-byte window therefore never sees a distance it cannot resolve, across
 messages too (context takeover). ``test_window_bits_8_stream_is_valid_for_256_byte_window``
 checks exactly that with a real 256-byte-window inflater fed byte by byte, so a zlib that broke
@@ -58,11 +59,13 @@ say, it carries the single byte ``00`` (§7.2.3.6); an empty message compresses 
 Only RSV1 of the first frame is set.
 
 With ``*_no_context_takeover`` on our side a new compressor is built for each message and
-dropped at its end (creating one is cheaper than ``copy()`` of a pristine one: measured
-0.4–1.5 µs vs 0.3–6 µs, and it leaves nothing allocated between messages). Its window is the
-smallest that covers a single-frame message (at least 9 bits, at most the negotiated one), which
-gives the same output for less memory and time. In that mode a message whose compressed form is
-not smaller than itself is sent uncompressed (the policy case only, ``compress=None``).
+dropped at its end: creating one costs less than ``copy()`` of a pristine one (measured
+0.35–1.5 µs against 0.3–6 µs for windows 9–15 and memLevel 4–8; both ~10–17 µs at 15 bits
+with memLevel 5, an allocator effect) and nothing stays allocated between messages. Its window
+is the smallest that covers a single-frame message (at least 9 bits, at most the negotiated
+one): the output is the same (2000 of 2000 random messages byte-identical) for less memory and
+time. In that mode a message whose compressed form is not smaller than itself is sent
+uncompressed (the policy case only, ``compress=None``).
 With context takeover one compressor lives for the connection (created on first use).
 
 Receiving (RFC 7692 §7.2.2)
@@ -81,14 +84,15 @@ Uncompressed messages (RSV1 clear) pass through untouched in both directions.
 
 Defaults and why
 ----------------
-* ``compress_level=6``: zlib's default, also what websockets and Node's ws use. On repetitive
-  JSON (the common WebSocket payload) with context takeover, level 6 gives 22–23 % of the
-  input against 28 % for level 1, at about the same cost for messages of ~100 bytes; level 9
-  gains < 1 % for up to 4× the CPU. Pick 1 for bulk throughput.
-* ``mem_level=5`` (zlib's default is 8): memLevel sizes the compressor's hash table and symbol
-  buffer (``2**(mem_level+7)`` × 2 bytes each + ``2**(mem_level+6)`` × 4 bytes). 5 instead of 8
-  saves 112 KiB per compressor, and measured ratios on JSON streams differ by < 0.5 %;
-  websockets picks 5 for the same reason.
+* ``compress_level=6``: zlib's default, also what websockets uses. On repetitive JSON (the
+  common WebSocket payload) with context takeover and 15 bits, level 6 gives 22 % of the input
+  on ~120-byte messages and 15 % on ~6 KB ones, against 28 % / 20 % for level 1, for 1.5× /
+  2.5× its CPU; level 9 gains ~1 % more for 2.5–4× the CPU of level 6. Pick 1 for bulk
+  throughput.
+* ``mem_level=5`` (zlib's default is 8): memLevel sizes the compressor's hash table
+  (``2**(mem_level+7)`` × 2 bytes) and symbol buffer (``2**(mem_level+6)`` × 4 bytes). 5
+  instead of 8 saves 112 KiB per compressor, and the measured ratios on the same JSON streams
+  differ by < 0.5 %; websockets picks 5 for the same reason.
 * window bits: none forced (15, the RFC default, unless the peer or the configuration asks for
   less). For many idle connections configure 12 (websockets' server default) or less; see
   the table.
@@ -98,11 +102,33 @@ Defaults and why
 
 Memory per idle connection
 --------------------------
-Allocated bytes per connection after one compressed message each way (tracemalloc over 1000
-extension objects, ``benchmarks/bench_pmd_memory.py``; CPython 3.11, zlib 1.2.13, x86-64;
-window bits are the same in both directions, "nct" = no context takeover both ways):
+Bytes still allocated per connection after one ~300-byte compressed JSON message each way,
+same window bits both directions (``benchmarks/bench_pmd_memory.py``: tracemalloc over 1000
+extension objects; CPython 3.11, zlib 1.2.13, x86-64; measured with the pure-Python Inflater,
+which allocates exactly what the compiled one does but through tracemalloc's view, see below).
+"nct" = no context takeover both ways; then nothing is held between messages but the Python
+object, whatever the window or memLevel.
 
-{MEMORY_TABLE}
+====  ==================  ==================  ==================  ==================  =======
+      wsfast              wsfast              websockets 17.4     websockets 17.4     nct,
+bits  mem_level=5         mem_level=8         memLevel=5          memLevel=8          both
+====  ==================  ==================  ==================  ==================  =======
+8     31.9 KiB            143.9 KiB           (declines 8)        (declines 8)        0.2 KiB
+9     31.9 KiB            143.9 KiB           32.0 KiB            144.0 KiB           0.2 KiB
+10    34.4 KiB            146.4 KiB           34.5 KiB            146.5 KiB           0.2 KiB
+11    39.4 KiB            151.4 KiB           39.5 KiB            151.5 KiB           0.2 KiB
+12    49.4 KiB            161.4 KiB           49.5 KiB            161.5 KiB           0.2 KiB
+13    69.4 KiB            181.4 KiB           69.5 KiB            181.5 KiB           0.2 KiB
+14    109.4 KiB           221.4 KiB           109.5 KiB           221.5 KiB           0.2 KiB
+15    189.4 KiB           301.4 KiB           189.5 KiB           301.5 KiB           0.2 KiB
+====  ==================  ==================  ==================  ==================  =======
+
+(websockets with nct: 0.3 KiB.) Where it goes, at 15 bits and mem_level 5: the compressor
+~150 KiB (window 2 × 32 KiB, chain table 64 KiB, hash 8 KiB, symbol buffer 8 KiB, state
+~6 KiB), the inflater ~39 KiB (state ~7 KiB, window 32 KiB). Each window bit less halves the
+window-proportional parts. The compiled Inflater (``wsfast._inflate``) lets zlib allocate
+with plain ``malloc``, so tracemalloc does not see its ~7 KiB + window (the benchmark prints
+a note and an RSS column); the memory is the same.
 """
 
 from __future__ import annotations

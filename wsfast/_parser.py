@@ -1,0 +1,336 @@
+"""Frame parser and message assembler (RFC 6455 §5, §6.2, §8.1).
+
+Theory of operation
+-------------------
+One source, two builds: this module is the pure-Python parser, and ``setup.py`` compiles
+the same text with Cython as ``wsfast._parser_c`` (``_parser_c.pxd`` adds C types to the
+class attributes and hot locals). ``connection.py`` uses the compiled build when the kernels
+are compiled, this one otherwise; tests run the whole suite on both.
+
+``Parser.feed(data)`` parses every complete frame in ``data`` in one flat loop over integer
+states (no generators: they cannot be compiled to C locals):
+
+* ``FRAME``: read a header (2–14 bytes). Every check that needs only the header happens
+  here, before any payload is buffered: opcodes, RSV bits, masking, minimal lengths, the
+  63-bit rule, control-frame rules, fragmentation order, and the size limits (1009).
+* A whole, unfragmented, untransformed data frame in the buffer takes the fast path: one
+  slice, one unmask, one ``decode`` (which validates UTF-8), one event.
+* Otherwise the payload streams (``PAYLOAD``): each piece is unmasked at the right key
+  phase, inflated if an extension transforms the message, UTF-8 validated incrementally
+  (so invalid text fails at the first impossible byte, even inside a frame that arrives in
+  pieces) and appended to the message buffer. Only headers and control frames (≤ 139
+  bytes) are ever kept in ``buf`` between calls, so a large frame is never re-copied.
+* ``DISCARD``: after a close frame or a failure, input is ignored: the structural way to
+  make "nothing after close" impossible to forget.
+
+Peer faults raise ``ProtocolError`` (or a subclass carrying its close code) out of
+``feed``; the connection catches them in one place. Control frames are reported through
+two callbacks so the connection decides policy (auto-pong, close handling).
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from ._speedups import Utf8Validator, apply_mask
+from .events import BinaryMessage, Ping, Pong, TextMessage
+from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
+
+__all__ = ["Parser", "FRAME", "PAYLOAD", "DISCARD"]
+
+# Parser states. Module-level ints so that the compiled build can type them.
+FRAME = 0
+PAYLOAD = 1
+DISCARD = 2
+
+OP_CONT = 0
+OP_TEXT = 1
+OP_BINARY = 2
+OP_CLOSE = 8
+OP_PING = 9
+OP_PONG = 10
+
+
+class Parser:
+    """Parses frames and reassembles messages into ``events``.
+
+    Args:
+        events: the list events are appended to (owned by the connection).
+        mask_expected: 0x80 on a server (client frames must be masked), 0 on a client.
+        max_message_size / max_frame_size: limits (1009 above them).
+        stream_fragments: deliver every data frame as an event with ``final``.
+        on_ping(payload): called after a ``Ping`` event is appended.
+        on_close(payload): called with a close frame's payload; parsing stops there.
+    """
+
+    def __init__(
+        self,
+        events,
+        mask_expected,
+        max_message_size,
+        max_frame_size,
+        stream_fragments,
+        on_ping,
+        on_close,
+    ):
+        self.events = events
+        self.mask_expected = mask_expected
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.stream_fragments = stream_fragments
+        self.on_ping = on_ping
+        self.on_close = on_close
+        self.state = FRAME
+        self.rsv_allowed = 0
+        self.ext = None
+        self.buf = bytearray()
+        # The frame whose payload is streaming (PAYLOAD).
+        self.remaining = 0
+        self.fmask = b""
+        self.fphase = 0
+        self.ffin = True
+        # The message being assembled: opcode (0 = none), bytes so far, transformation.
+        self.mopcode = 0
+        self.mbuf = bytearray()
+        self.msize = 0
+        self.mcompressed = False
+        self.validator = None
+        self.decoder = None
+
+    def set_extension(self, ext):
+        """Install the negotiated extension (or None)."""
+        self.ext = ext
+        self.rsv_allowed = ext.rsv if ext is not None else 0
+
+    def discard(self):
+        """Ignore all further input."""
+        self.state = DISCARD
+        self.buf = bytearray()
+
+    def feed(self, data):
+        """Parse ``data`` (bytes). Raises ProtocolError on a peer fault."""
+        if self.state == DISCARD:
+            return
+        buf = self.buf
+        if buf:
+            buf += data
+            data = bytes(buf)
+            self.buf = bytearray()
+        self._feed(data)
+
+    def _feed(self, data):
+        data_cstr = data
+        n = len(data)
+        pos = 0
+        events = self.events
+        while True:
+            if self.state == PAYLOAD:
+                # Inside a data frame whose payload arrives in pieces.
+                take = n - pos
+                if take == 0:
+                    return
+                if take > self.remaining:
+                    take = self.remaining
+                chunk = data[pos : pos + take]
+                pos += take
+                if self.fmask:
+                    chunk = apply_mask(chunk, self.fmask, self.fphase)
+                    self.fphase = (self.fphase + take) & 3
+                self.remaining -= take
+                self._chunk(chunk)
+                if self.remaining:
+                    return
+                self.state = FRAME
+                self._frame_end()
+                continue
+            if self.state != FRAME:
+                return
+
+            avail = n - pos
+            if avail < 2:
+                if avail:
+                    self.buf += data[pos:]
+                return
+            b0 = data_cstr[pos]
+            b1 = data_cstr[pos + 1]
+            length = b1 & 0x7F
+            hlen = 2
+            if length >= 126:
+                if length == 126:
+                    hlen = 4
+                    if avail < 4:
+                        self.buf += data[pos:]
+                        return
+                    length = (data_cstr[pos + 2] << 8) | data_cstr[pos + 3]
+                    if length < 126:
+                        raise ProtocolError("frame length not minimally encoded")
+                else:
+                    hlen = 10
+                    if avail < 10:
+                        self.buf += data[pos:]
+                        return
+                    if data_cstr[pos + 2] & 0x80:
+                        raise ProtocolError("frame length has the most significant bit set")
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    if length < 65536:
+                        raise ProtocolError("frame length not minimally encoded")
+            masked = b1 & 0x80
+            if masked != self.mask_expected:
+                if masked:
+                    raise ProtocolError("server frame is masked")
+                raise ProtocolError("client frame is not masked")
+            if masked:
+                if avail < hlen + 4:
+                    self.buf += data[pos:]
+                    return
+                mask = data[pos + hlen : pos + hlen + 4]
+                hlen += 4
+            else:
+                mask = b""
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            rsv = b0 & 0x70
+            if rsv & ~self.rsv_allowed:
+                raise ProtocolError("reserved bits set without a negotiated extension")
+            start = pos + hlen
+
+            if opcode >= 8:
+                # Control frame (RFC 6455 §5.5): at most 125 bytes, never fragmented.
+                if opcode > OP_PONG:
+                    raise ProtocolError("reserved opcode %#x" % opcode)
+                if length > 125:
+                    raise ProtocolError("control frame payload longer than 125 bytes")
+                if not fin:
+                    raise ProtocolError("fragmented control frame")
+                if rsv:
+                    raise ProtocolError("reserved bits set on a control frame")
+                if avail < hlen + length:
+                    self.buf += data[pos:]
+                    return
+                payload = data[start : start + length]
+                if masked:
+                    payload = apply_mask(payload, mask)
+                pos = start + length
+                if opcode == OP_PING:
+                    events.append(Ping(payload))
+                    self.on_ping(payload)
+                elif opcode == OP_PONG:
+                    events.append(Pong(payload))
+                else:
+                    self.discard()
+                    self.on_close(payload)
+                    return
+                continue
+
+            # Data frame (RFC 6455 §5.4, §5.6).
+            if opcode == OP_CONT:
+                if self.mopcode == 0:
+                    raise ProtocolError("continuation frame without a message to continue")
+                if rsv:
+                    raise ProtocolError("reserved bits set on a continuation frame")
+            elif opcode <= OP_BINARY:
+                if self.mopcode != 0:
+                    raise ProtocolError("new data frame inside a fragmented message")
+            else:
+                raise ProtocolError("reserved opcode %#x" % opcode)
+            if length > self.max_frame_size:
+                raise PayloadTooBig(
+                    "frame of %d bytes exceeds the limit of %d" % (length, self.max_frame_size)
+                )
+
+            if fin and avail - hlen >= length and opcode != OP_CONT and not rsv:
+                # Fast path: a whole, unfragmented, untransformed message in the buffer.
+                if length > self.max_message_size:
+                    raise PayloadTooBig(
+                        "message of %d bytes exceeds the limit of %d" % (length, self.max_message_size)
+                    )
+                payload = data[start : start + length]
+                pos = start + length
+                if masked:
+                    payload = apply_mask(payload, mask)
+                if opcode == OP_TEXT:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise InvalidUTF8("invalid UTF-8 in a text message") from None
+                    events.append(TextMessage(text))
+                else:
+                    events.append(BinaryMessage(payload))
+                continue
+
+            # General path: the start or continuation of a message, possibly partial.
+            if opcode != OP_CONT:
+                self._message_start(opcode, rsv)
+            # Uncompressed: refuse before buffering. Compressed: the output is checked as
+            # it is inflated (_append), which is all a bomb can be caught by.
+            if not self.mcompressed and length + self.msize > self.max_message_size:
+                raise PayloadTooBig(
+                    "message of %d bytes exceeds the limit of %d"
+                    % (length + self.msize, self.max_message_size)
+                )
+            self.ffin = fin != 0
+            self.fmask = mask
+            self.fphase = 0
+            self.remaining = length
+            pos = start
+            if length == 0:
+                self._frame_end()
+            else:
+                self.state = PAYLOAD
+
+    def _message_start(self, opcode, rsv):
+        self.mopcode = opcode
+        self.msize = 0
+        ext = self.ext
+        self.mcompressed = ext is not None and ext.decode_start(rsv)
+        if opcode == OP_TEXT:
+            if self.validator is None:
+                self.validator = Utf8Validator()
+            else:
+                self.validator.reset()
+            if self.stream_fragments:
+                self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def _chunk(self, chunk):
+        """Take a piece of unmasked payload of the current data frame."""
+        if self.mcompressed:
+            chunk = self.ext.decode(chunk, self.max_message_size - self.msize)
+        self._append(chunk)
+
+    def _append(self, chunk):
+        size = len(chunk)
+        if size == 0:
+            return
+        self.msize += size
+        if self.msize > self.max_message_size:
+            raise PayloadTooBig("message exceeds the limit of %d bytes" % self.max_message_size)
+        if self.mopcode == OP_TEXT:
+            # Fail fast: RFC 6455 §8.1 lets us fail as soon as the text cannot be UTF-8.
+            if self.validator.feed(chunk) >= 0:
+                raise InvalidUTF8("invalid UTF-8 in a text message")
+        self.mbuf += chunk
+
+    def _frame_end(self):
+        """The current data frame's payload is complete."""
+        fin = self.ffin
+        if fin and self.mcompressed:
+            self._append(self.ext.decode_end(self.max_message_size - self.msize))
+        text = self.mopcode == OP_TEXT
+        if fin and text and not self.validator.complete:
+            raise InvalidUTF8("text message ends inside a UTF-8 sequence")
+        if self.stream_fragments:
+            data = bytes(self.mbuf)
+            self.mbuf = bytearray()
+            if text:
+                self.events.append(TextMessage(self.decoder.decode(data, fin), fin))
+            else:
+                self.events.append(BinaryMessage(data, fin))
+        elif fin:
+            if text:
+                self.events.append(TextMessage(self.mbuf.decode("utf-8")))
+            else:
+                self.events.append(BinaryMessage(bytes(self.mbuf)))
+            self.mbuf = bytearray()
+        if fin:
+            self.mopcode = 0
+            self.mcompressed = False
