@@ -25,7 +25,7 @@ if MODE not in ("auto", "yes", "no"):
 if platform.python_implementation() != "CPython" and MODE == "auto":
     MODE = "no"
 
-KERNELS = ["_mask", "_utf8", "_inflate"]
+KERNELS = ["_mask", "_utf8", "_inflate", "_frame"]
 
 
 class OptionalBuildExt(build_ext):

@@ -32,7 +32,8 @@ from .helpers import KEY, MASK, chunkings, feed, frame, mask_bytes, open_client,
 
 
 def fixed_mask(conn, mask=MASK):
-    conn._next_mask = lambda: mask
+    """Give a client connection a deterministic masking-key source (every key = mask)."""
+    conn._encoder = type(conn._encoder)(True, lambda n: mask * (n // 4))
     return conn
 
 

@@ -8,6 +8,7 @@ kernel            compiled (Cython)    pure-Python twin
 masking           ``wsfast._mask``     ``wsfast._mask_py``
 UTF-8 validation  ``wsfast._utf8``     ``wsfast._utf8_py``
 bounded inflate   ``wsfast._inflate``  ``wsfast._inflate_py``
+frame encoding    ``wsfast._frame``    ``wsfast._frame_py``
 ================  ===================  ======================
 
 Kernel API (identical in both builds)
@@ -32,6 +33,11 @@ Kernel API (identical in both builds)
     that RFC 7692 §7.2.2 strips at the end of a message and returns the remaining output.
     ``reset()`` drops the window (no context takeover).
 
+``FrameEncoder(masked)``
+    ``encode(b0, payload) -> bytes`` builds a whole frame (header, masking key from a pool
+    of ``os.urandom`` bytes when ``masked``, payload) in one allocation; ``header(b0, n)``
+    gives just the header of an unmasked frame, so large payloads are sent uncopied.
+
 ``WSFAST_NO_EXTENSIONS=1`` forces the twins; ``WSFAST_REQUIRE_EXTENSIONS=1`` makes a missing
 compiled build an ``ImportError``. ``IMPLEMENTATION`` says which one is active.
 """
@@ -40,7 +46,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IMPLEMENTATION", "PARSER_IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "Utf8Validator", "Inflater", "Parser"]
+__all__ = ["IMPLEMENTATION", "PARSER_IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "Utf8Validator", "Inflater", "FrameEncoder", "Parser"]
 
 _NO_EXT = os.environ.get("WSFAST_NO_EXTENSIONS", "") not in ("", "0")
 _REQUIRE = os.environ.get("WSFAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
@@ -50,6 +56,7 @@ if _NO_EXT and _REQUIRE:
 
 IMPLEMENTATION: str
 if _NO_EXT:
+    from ._frame_py import FrameEncoder
     from ._inflate_py import Inflater
     from ._mask_py import apply_mask, apply_mask_inplace
     from ._utf8_py import Utf8Validator
@@ -57,6 +64,7 @@ if _NO_EXT:
     IMPLEMENTATION = "python"
 else:
     try:
+        from ._frame import FrameEncoder
         from ._inflate import Inflater
         from ._mask import apply_mask, apply_mask_inplace
         from ._utf8 import Utf8Validator
@@ -65,6 +73,7 @@ else:
     except ImportError:
         if _REQUIRE:
             raise
+        from ._frame_py import FrameEncoder
         from ._inflate_py import Inflater
         from ._mask_py import apply_mask, apply_mask_inplace
         from ._utf8_py import Utf8Validator

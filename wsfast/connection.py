@@ -42,11 +42,10 @@ raises ``InvalidState``.
 
 from __future__ import annotations
 
-import os
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import handshake as hs
-from ._speedups import Parser, apply_mask
+from ._speedups import FrameEncoder, Parser
 from ._state import CLOSED, CLOSING, CONNECTING, OPEN, Role, State, transition
 from .events import (
     Accepted,
@@ -82,11 +81,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 #: Default limit on the opening handshake head (request or response). Browsers send
 #: 0.5–2 KiB; 64 KiB leaves room for large cookies and stays bounded.
 DEFAULT_MAX_HANDSHAKE_SIZE = hs.MAX_HANDSHAKE
-#: Bytes of entropy fetched per ``os.urandom`` call for client masking keys: RFC 6455 §5.3
-#: wants unpredictable keys from a strong source; one system call per 1024 frames keeps
-#: that cost off the per-frame path.
-_MASK_POOL = 4096
-
+#: Unmasked payloads at least this big are sent without copying them into the frame.
+_COPY_LIMIT = 4096
 #: Frame lengths are below 2**63 (RFC 6455 §5.2); "no limit" is this.
 _MAX_LENGTH = (1 << 63) - 1
 #: Bytes a client may send after its request, before the server answers it (frames it
@@ -191,8 +187,8 @@ class Connection:
         )
         # Sending.
         self._send_opcode = 0  # opcode of a fragmented message being sent (0 = none)
-        self._mask_pool = b""
-        self._mask_pos = _MASK_POOL
+        self._masked = self.role is Role.CLIENT  # RFC 6455 §5.3: clients mask every frame
+        self._encoder = FrameEncoder(self._masked)
 
     # ------------------------------------------------------------------ output side
 
@@ -239,7 +235,15 @@ class Connection:
 
     def send_text(self, text: str, fin: bool = True, *, compress: Optional[bool] = None) -> None:
         """Send a text message (or one fragment of it, with ``fin=False`` on all but the last)."""
-        self._check_open()
+        if self.state is not OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+        if fin and self._send_opcode == 0 and self._ext is None:
+            payload = text.encode("utf-8")
+            if len(payload) < _COPY_LIMIT or self._masked:
+                self._out.append(self._encoder.encode(0x81, payload))
+                return
+            self._write_frame(0x81, payload)
+            return
         self._send_data(_OP_TEXT, text.encode("utf-8"), fin, compress)
 
     def send_binary(self, data: BytesLike, fin: bool = True, *, compress: Optional[bool] = None) -> None:
@@ -326,35 +330,13 @@ class Connection:
         if self.role is Role.SERVER:
             self.close_tcp = True
 
-    def _next_mask(self) -> bytes:
-        pos = self._mask_pos
-        if pos >= _MASK_POOL:
-            self._mask_pool = os.urandom(_MASK_POOL)
-            pos = 0
-        self._mask_pos = pos + 4
-        return self._mask_pool[pos : pos + 4]
-
     def _write_frame(self, b0: int, payload: bytes) -> None:
-        n = len(payload)
-        masked = self.role is Role.CLIENT
-        if n < 126:
-            header = bytes((b0, n | 0x80)) if masked else bytes((b0, n))
-        elif n < 65536:
-            header = bytes((b0, 126 | 0x80 if masked else 126, n >> 8, n & 0xFF))
+        if len(payload) < _COPY_LIMIT or self._masked:
+            self._out.append(self._encoder.encode(b0, payload))
         else:
-            header = bytes((b0, 127 | 0x80 if masked else 127)) + n.to_bytes(8, "big")
-        if masked:
-            mask = self._next_mask()
-            if n < 4096:
-                self._out.append(header + mask + apply_mask(payload, mask))
-            else:
-                self._out.append(header + mask)
-                self._out.append(apply_mask(payload, mask))
-        elif n < 4096:
-            self._out.append(header + payload)
-        else:
-            # Large unmasked payloads go out as they are: no copy (RFC 6455 §5.1).
-            self._out.append(header)
+            # Large unmasked payloads go out as they are: no copy (RFC 6455 §5.1 lets the
+            # server send them unmasked).
+            self._out.append(self._encoder.header(b0, len(payload)))
             self._out.append(payload)
 
     # ------------------------------------------------------------------ receiving
