@@ -9,6 +9,8 @@ WSFAST_BUILD_EXT selects what happens to the Cython extensions:
   no              never build them (the pure ``py3-none-any`` wheel, PyPy).
 WSFAST_CYTHON_TRACE=1 builds with line tracing (coverage of .pyx code);
 WSFAST_ANNOTATE=1 writes cython -a HTML next to each .pyx.
+ZLIB_ROOT=<prefix> links _inflate against the zlib in <prefix>/include and <prefix>/lib
+(needed on Windows; see zlib_options()).
 """
 
 import os
@@ -75,7 +77,7 @@ def extensions():
         if not os.path.exists(pyx):
             continue
         exts.append(Extension(f"wsfast.{name}", [pyx], define_macros=macros,
-                              libraries=["z"] if name == "_inflate" else [],
+                              **(zlib_options() if name == "_inflate" else {}),
                               extra_compile_args=["-O3"] if os.name != "nt" else []))
     directives = {"language_level": "3", "linetrace": trace}
     exts = cythonize(exts, compiler_directives=directives,
@@ -85,6 +87,21 @@ def extensions():
         exts.append(Extension("wsfast._parser_c", [parser], define_macros=macros,
                               extra_compile_args=["-O3"] if os.name != "nt" else []))
     return exts
+
+
+def zlib_options():
+    """How _inflate finds zlib. By default the system's: Linux (zlib headers are in the
+    manylinux/musllinux images) and macOS (in the SDK) have it. Windows has no zlib for C
+    builds: set ZLIB_ROOT to a prefix with include/zlib.h and lib/zlib.lib, e.g. vcpkg's
+    ``vcpkg install zlib:x64-windows-static-md`` -> <vcpkg>/installed/x64-windows-static-md
+    (static, so the wheel needs no zlib DLL; [tool.cibuildwheel.windows] does this).
+    """
+    opts = {"libraries": ["zlib" if os.name == "nt" else "z"]}
+    root = os.environ.get("ZLIB_ROOT")
+    if root:
+        opts["include_dirs"] = [os.path.join(root, "include")]
+        opts["library_dirs"] = [os.path.join(root, "lib")]
+    return opts
 
 
 def compile_parser(trace):

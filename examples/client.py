@@ -107,9 +107,9 @@ def run(
     """Drive ``conn`` over ``sock`` until the connection ends, then close the socket.
 
     ``handler(conn, event)`` is called for every event, one at a time and in order; it
-    answers through ``conn`` (``send_text``, ``send_binary``, ``close``), and what it queues
-    is written before the next event is taken, so replies keep their order relative to a
-    close or a failure that arrived in the same packet.
+    answers through ``conn`` (``send_text``, ``send_binary``, ``close``). What it queues is
+    written once the events of a read are all taken, and keeps its order relative to a
+    close or a failure that arrived in the same packet (replies to earlier messages first).
 
     Timeouts (seconds): the opening handshake gets ``timeout``; so does the closing handshake,
     counted from the moment a close frame was sent or received, after which this side closes
@@ -147,9 +147,11 @@ def run(
                 conn.receive_data(data)
             else:
                 conn.receive_eof()
+            # One write per read, after the handler has seen every event: replies queue in
+            # event order, and the engine queues its close frame (or failure) only when that
+            # event is taken, so replies to the messages before it still go out first.
             for event in conn.events():
                 handler(conn, event)
-                send_all(sock, conn)
     except OSError:
         pass  # reset by the peer, or a write that timed out: the connection is over
     finally:

@@ -644,3 +644,29 @@ def test_fuzz_invariant(data, server):
     out(conn)
     if any(isinstance(e, ConnectionFailed) for e in evs):
         assert conn.state is State.CLOSED
+
+
+def test_flushing_between_events_does_not_jump_the_queue():
+    # An adapter that writes data_to_send() after every event must still get its replies
+    # to all the messages before the close echo.
+    s = open_server()
+    s.receive_data(frame(0x1, b"a") + frame(0x2, b"b") + frame(0x8, b"\x03\xe8"))
+    wire = b""
+    for ev in s.events():
+        if isinstance(ev, TextMessage):
+            s.send_text(ev.data)
+        elif isinstance(ev, BinaryMessage):
+            s.send_binary(ev.data)
+        wire += out(s)
+    assert wire == b"\x81\x01a" + b"\x82\x01b" + b"\x88\x02\x03\xe8"
+    assert s.close_tcp
+
+
+def test_dropped_iterator_applies_pending_close():
+    s = open_server()
+    s.receive_data(frame(0x1, b"a") + frame(0x8, b"\x03\xe8"))
+    it = s.events()
+    assert next(it) == TextMessage("a")
+    del it
+    assert out(s) == b"\x88\x02\x03\xe8"
+    assert s.state is State.CLOSED

@@ -27,7 +27,9 @@ the same test bodies on both builds.
 # payloads of ``NOGIL_THRESHOLD`` bytes or more, where the XOR itself dominates.
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
+)
 from cpython.exc cimport PyErr_Clear
 from cpython.long cimport PyLong_Check
 from libc.stdint cimport uint64_t
@@ -47,7 +49,7 @@ cdef enum:
 
 cdef inline uint64_t _key_word(const unsigned char *mask, Py_ssize_t phase) noexcept nogil:
     cdef unsigned char k[8]
-    cdef uint64_t word
+    cdef uint64_t word = 0
     cdef int j
     for j in range(8):
         k[j] = mask[(phase + j) & 3]
@@ -58,7 +60,7 @@ cdef inline uint64_t _key_word(const unsigned char *mask, Py_ssize_t phase) noex
 cdef void mask_copy(const unsigned char *src, unsigned char *dst, Py_ssize_t n,
                     const unsigned char *mask, Py_ssize_t phase) noexcept nogil:
     cdef uint64_t key = _key_word(mask, phase)
-    cdef uint64_t word
+    cdef uint64_t word = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t end = n & ~<Py_ssize_t>7
     for i in range(0, end, 8):
@@ -72,7 +74,7 @@ cdef void mask_copy(const unsigned char *src, unsigned char *dst, Py_ssize_t n,
 cdef void mask_inplace(unsigned char *buf, Py_ssize_t n,
                        const unsigned char *mask, Py_ssize_t phase) noexcept nogil:
     cdef uint64_t key = _key_word(mask, phase)
-    cdef uint64_t word
+    cdef uint64_t word = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t end = n & ~<Py_ssize_t>7
     for i in range(0, end, 8):

@@ -1,8 +1,10 @@
 # Type stubs for the compiled wsfast._utf8 (twin: wsfast._utf8_py).
 from _typeshed import ReadableBuffer
+from typing import final
 
 __all__ = ["Utf8Validator"]
 
+@final
 class Utf8Validator:
     def __init__(self) -> None: ...
     def feed(self, data: ReadableBuffer) -> int: ...

@@ -23,9 +23,11 @@ taking the next: when a close frame or a protocol violation arrives in the same 
 earlier messages, the engine queues its close frame only when that last event is taken, so
 replies to the earlier messages go out first (what Autobahn calls "strict" behaviour, cases
 3.x, 4.x, 5.15). Until then the connection stays ``OPEN``; the parser itself has already
-stopped and discards anything after the close or the fault. ``data_to_send()``,
-``receive_eof()`` and ``close()`` apply such a pending transition too, so nothing is lost
-if the application never looks at the events.
+stopped and discards anything after the close or the fault. ``receive_eof()`` and
+``close()`` apply such a pending transition too, and so does ``data_to_send()`` when the
+event was never handed out by ``events()`` (so nothing is lost if the application ignores
+events, and flushing between two events of one iteration does not jump the queue). An
+iterator dropped half-way applies it when it is closed.
 
 ``close_tcp`` becomes True when this side must close TCP (the server after the closing
 handshake or after failing, anyone after a handshake failure); ``close_expected()`` is True
@@ -105,10 +107,11 @@ def _truncate_reason(reason: str) -> str:
 class _Pending:
     """A state transition waiting for its event to be handed to the application."""
 
-    __slots__ = ("event", "kind", "code", "reason")
+    __slots__ = ("event", "kind", "code", "reason", "handed_out")
 
     def __init__(self, event: Event, kind: str, code: int, reason: str) -> None:
         self.event = event
+        self.handed_out = False  # its event is in an iterator returned by events()
         self.kind = kind  # "close" (close frame received) or "fail" (we fail the connection)
         self.code = code
         self.reason = reason
@@ -197,7 +200,9 @@ class Connection:
 
         Applies a pending close or failure first (see the module docstring).
         """
-        if self._pending is not None:
+        pending = self._pending
+        if pending is not None and not pending.handed_out:
+            # The application is not taking events: act on the close/failure now.
             self._apply_pending()
         out = self._out
         if out:
@@ -212,14 +217,21 @@ class Connection:
         self._events = self._parser.events = []
         if self._pending is None:
             return iter(evs)
+        self._pending.handed_out = True
         return self._deliver(evs)
 
     def _deliver(self, evs: list) -> Iterator[Event]:
-        for ev in evs:
-            pending = self._pending
-            if pending is not None and ev is pending.event:
+        # The pending close/failure takes effect when its event is taken, so replies to the
+        # events before it go out first; or when the iterator is dropped half-way.
+        try:
+            for ev in evs:
+                pending = self._pending
+                if pending is not None and ev is pending.event:
+                    self._apply_pending()
+                yield ev
+        finally:
+            if self._pending is not None:
                 self._apply_pending()
-            yield ev
 
     def close_expected(self) -> bool:
         """True when the peer should close TCP soon: arm a timeout, then close it yourself."""
