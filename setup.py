@@ -31,15 +31,24 @@ KERNELS = ["_mask", "_utf8", "_inflate", "_frame"]
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that degrades to the pure-Python twins in ``auto`` mode."""
+    """build_ext that Cythonizes at build time (never for sdist/egg_info, so no generated C
+    lands in a source tree by accident) and, in ``auto`` mode, degrades to the pure-Python
+    twins with one clear warning when Cython or a C compiler is missing."""
+
+    failed = False
 
     def run(self):
+        if not self.extensions:
+            return
         try:
+            self.extensions = cythonize_all(self.extensions)
             super().run()
-        except Exception as exc:  # no compiler, no headers
+        except Exception as exc:  # no Cython, no compiler, no headers
             self._degrade(exc)
 
     def build_extension(self, ext):
+        if self.failed:
+            return  # one warning is enough; the twins cover every module
         try:
             super().build_extension(ext)
         except Exception as exc:
@@ -48,8 +57,9 @@ class OptionalBuildExt(build_ext):
     def _degrade(self, exc):
         if MODE == "yes":
             raise
+        self.failed = True
         msg = (
-            f"wsfast: could not build the compiled kernels ({exc}); "
+            f"wsfast: could not build the compiled kernels ({type(exc).__name__}: {exc}); "
             "installing the pure-Python implementation, which is correct but slower."
         )
         warnings.warn(msg)
@@ -57,35 +67,39 @@ class OptionalBuildExt(build_ext):
 
 
 def extensions():
+    """The extension modules, with their Cython/Python sources (translated in build_ext)."""
     if MODE == "no":
-        return []
-    try:
-        from Cython.Build import cythonize
-    except ImportError:
-        if MODE == "yes":
-            raise
-        print("WARNING: wsfast: Cython is not available; installing the pure-Python "
-              "implementation only.", file=sys.stderr)
         return []
     from setuptools import Extension
 
     trace = os.environ.get("WSFAST_CYTHON_TRACE") == "1"
     macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if trace else []
+    args = ["-O3"] if os.name != "nt" else []
     exts = []
     for name in KERNELS:
-        pyx = os.path.join("wsfast", name + ".pyx")
-        if not os.path.exists(pyx):
-            continue
-        exts.append(Extension(f"wsfast.{name}", [pyx], define_macros=macros,
-                              **(zlib_options() if name == "_inflate" else {}),
-                              extra_compile_args=["-O3"] if os.name != "nt" else []))
-    directives = {"language_level": "3", "linetrace": trace}
-    exts = cythonize(exts, compiler_directives=directives,
-                     annotate=os.environ.get("WSFAST_ANNOTATE") == "1")
-    parser = compile_parser(trace)
-    if parser:
-        exts.append(Extension("wsfast._parser_c", [parser], define_macros=macros,
-                              extra_compile_args=["-O3"] if os.name != "nt" else []))
+        exts.append(Extension(f"wsfast.{name}", [os.path.join("wsfast", name + ".pyx")],
+                              define_macros=macros, extra_compile_args=args,
+                              **(zlib_options() if name == "_inflate" else {})))
+    # The frame parser: wsfast/_parser.py compiled as wsfast._parser_c (see compile_parser).
+    exts.append(Extension("wsfast._parser_c", [os.path.join("wsfast", "_parser.py")],
+                          define_macros=macros, extra_compile_args=args))
+    return exts
+
+
+def cythonize_all(exts):
+    from Cython.Build import cythonize
+
+    trace = os.environ.get("WSFAST_CYTHON_TRACE") == "1"
+    pyx = [e for e in exts if e.sources[0].endswith(".pyx")]
+    translated = cythonize(pyx, compiler_directives={"language_level": "3", "linetrace": trace},
+                           annotate=os.environ.get("WSFAST_ANNOTATE") == "1")
+    # Keep the Extension objects build_ext has finalized; only their sources change.
+    by_name = {e.name: e for e in translated}
+    for e in exts:
+        if e.name == "wsfast._parser_c":
+            e.sources = [compile_parser(trace)]
+        else:
+            e.sources = by_name[e.name].sources
     return exts
 
 
@@ -118,14 +132,7 @@ def compile_parser(trace):
            "-X", f"linetrace={trace}", os.path.join("wsfast", "_parser.py"), "-o", out]
     if os.environ.get("WSFAST_ANNOTATE") == "1":
         cmd.insert(3, "-a")
-    try:
-        subprocess.run(cmd, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        if MODE == "yes":
-            raise
-        print(f"WARNING: wsfast: could not compile the parser ({exc}); "
-              "using its pure-Python build.", file=sys.stderr)
-        return None
+    subprocess.run(cmd, check=True)
     return out
 
 
