@@ -28,6 +28,8 @@ if platform.python_implementation() != "CPython" and MODE == "auto":
     MODE = "no"
 
 KERNELS = ["_mask", "_utf8", "_inflate", "_frame"]
+#: Pure-Python modules that are also compiled: compiled name -> source file.
+PURE_COMPILED = {"_parser_c": "_parser.py", "_messages_c": "_messages.py"}
 
 
 class OptionalBuildExt(build_ext):
@@ -80,9 +82,10 @@ def extensions():
         exts.append(Extension(f"wsfast.{name}", [os.path.join("wsfast", name + ".pyx")],
                               define_macros=macros, extra_compile_args=args,
                               **(zlib_options() if name == "_inflate" else {})))
-    # The frame parser: wsfast/_parser.py compiled as wsfast._parser_c (see compile_parser).
-    exts.append(Extension("wsfast._parser_c", [os.path.join("wsfast", "_parser.py")],
-                          define_macros=macros, extra_compile_args=args))
+    # Pure-Python modules compiled as they are, under another name (see compile_pure).
+    for name, source in PURE_COMPILED.items():
+        exts.append(Extension(f"wsfast.{name}", [os.path.join("wsfast", source)],
+                              define_macros=macros, extra_compile_args=args))
     return exts
 
 
@@ -96,8 +99,9 @@ def cythonize_all(exts):
     # Keep the Extension objects build_ext has finalized; only their sources change.
     by_name = {e.name: e for e in translated}
     for e in exts:
-        if e.name == "wsfast._parser_c":
-            e.sources = [compile_parser(trace)]
+        short = e.name.split(".")[-1]
+        if short in PURE_COMPILED:
+            e.sources = [compile_pure(short, PURE_COMPILED[short], trace)]
         else:
             e.sources = by_name[e.name].sources
     return exts
@@ -118,18 +122,18 @@ def zlib_options():
     return opts
 
 
-def compile_parser(trace):
-    """Compile wsfast/_parser.py *as* wsfast._parser_c, typed by wsfast/_parser_c.pxd.
+def compile_pure(name, source, trace):
+    """Compile wsfast/<source> (pure Python) *as* wsfast.<name>, typed by wsfast/<name>.pxd.
 
     One readable implementation, two builds (the aiohttp reader_py/reader_c technique).
     Always regenerated, so an edit to the .pxd alone is never missed.
     """
     import subprocess
 
-    out = os.path.join("wsfast", "_parser_c.c")
-    cmd = [sys.executable, "-m", "cython", "-3", "--module-name", "wsfast._parser_c",
+    out = os.path.join("wsfast", name + ".c")
+    cmd = [sys.executable, "-m", "cython", "-3", "--module-name", f"wsfast.{name}",
            "-X", "boundscheck=False", "-X", "wraparound=False", "-X", "cdivision=True",
-           "-X", f"linetrace={trace}", os.path.join("wsfast", "_parser.py"), "-o", out]
+           "-X", f"linetrace={trace}", os.path.join("wsfast", source), "-o", out]
     if os.environ.get("WSFAST_ANNOTATE") == "1":
         cmd.insert(3, "-a")
     subprocess.run(cmd, check=True)

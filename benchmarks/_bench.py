@@ -44,7 +44,7 @@ class Settings:
     repeats: int
     min_repeats: int
     clock: str = "cpu"  # "cpu": time.process_time (robust on a loaded machine); "wall": perf_counter
-    max_total: float = 420.0  # wall seconds for the whole run; later cases shrink beyond it
+    max_total: float = 270.0  # wall seconds for the whole run (twin process included); later cases shrink beyond it
     deadline: float = float("inf")  # perf_counter() value derived from max_total at start
 
     @property
@@ -56,8 +56,8 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> "Settings":
         if quick:
-            return cls(quick=True, target=0.002, repeats=2, min_repeats=1, max_total=45.0)
-        return cls(quick=False, target=0.15, repeats=7, min_repeats=3)
+            return cls(quick=True, target=0.002, repeats=2, min_repeats=1, max_total=40.0)
+        return cls(quick=False, target=0.1, repeats=7, min_repeats=3, max_total=270.0)
 
     def start(self) -> None:
         self.deadline = time.perf_counter() + self.max_total

@@ -19,7 +19,7 @@ from __future__ import annotations
 from itertools import repeat
 
 from _bench import Case, Registry, Skip, Target
-from _engine import accept_response, require_websockets_speedups
+from _engine import require_websockets_speedups
 from _kernels import json_messages
 
 
@@ -148,8 +148,9 @@ def _round_trip_impls(texts: list, negotiated: dict) -> dict:
         _check(got == raw, "websockets round trip")
 
         def run(n, client=client, server=server, texts=texts, repeat=repeat):
-            c_send, c_out, c_in, c_events = client.send_text, client.data_to_send, client.receive_data, client.events_received
-            s_send, s_out, s_in, s_events = server.send_text, server.data_to_send, server.receive_data, server.events_received
+            c_send, c_out, c_in = client.send_text, client.data_to_send, client.receive_data
+            s_send, s_out, s_in = server.send_text, server.data_to_send, server.receive_data
+            c_events, s_events = client.events_received, server.events_received
             got = []
             ext = got.extend
             for _ in repeat(None, n):

@@ -176,7 +176,6 @@ def aiohttp_reader_classes():
 
 def _parse_impls(stream: Stream, big: bool) -> dict:
     chunks = stream.chunks
-    n_msgs = len(stream.payloads)
     text = stream.opcode == 1
 
     def wsfast():
@@ -284,7 +283,6 @@ def _parse_impls(stream: Stream, big: bool) -> dict:
 
         return run
 
-    del n_msgs
     return {"wsfast": wsfast, "websockets": websockets, "aiohttp": aiohttp, "wsproto": wsproto}
 
 

@@ -328,7 +328,7 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", metavar="PATH", help="also write the Markdown report to PATH")
     ap.add_argument("--no-twins", action="store_true", help="skip the WSFAST_NO_EXTENSIONS=1 process")
     ap.add_argument("--repeats", type=int, help="timed repeats per implementation (default 7, quick 2)")
-    ap.add_argument("--target", type=float, help="seconds per timed repeat (default 0.15, quick 0.002)")
+    ap.add_argument("--target", type=float, help="seconds per timed repeat (default 0.1, quick 0.002)")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="cpu: process CPU time (default; robust when other jobs share the machine); "
                          "wall: time.perf_counter")
@@ -376,7 +376,7 @@ def main(argv=None) -> int:
     if twin_groups and IMPLEMENTATION == "cython" and not args.no_twins:
         extra = (["--repeats", str(args.repeats)] if args.repeats else []) + (
             ["--target", str(args.target)] if args.target else []) + ["--clock", args.clock] + [
-            "--_budget", f"{max(settings.max_total / 4, settings.deadline - time.perf_counter()):.0f}"]
+            "--_budget", f"{max(settings.max_total / 6, settings.deadline - time.perf_counter()):.0f}"]
         twin = run_twin_process(twin_groups, args.quick, extra)
         if "error" in twin:
             twin_info = twin["error"]

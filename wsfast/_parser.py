@@ -119,6 +119,8 @@ class Parser:
         self._feed(data)
 
     def _feed(self, data):
+        # ``data_cstr`` is ``data`` here; the compiled build types it as a C pointer, so that
+        # its slices copy bytes directly instead of going through a generic slice object.
         data_cstr = data
         n = len(data)
         pos = 0
@@ -131,7 +133,7 @@ class Parser:
                     return
                 if take > self.remaining:
                     take = self.remaining
-                chunk = data[pos : pos + take]
+                chunk = data_cstr[pos : pos + take]
                 pos += take
                 if self.fmask:
                     chunk = apply_mask(chunk, self.fmask, self.fphase)
@@ -183,7 +185,7 @@ class Parser:
                 if avail < hlen + 4:
                     self.buf += data[pos:]
                     return
-                mask = data[pos + hlen : pos + hlen + 4]
+                mask = data_cstr[pos + hlen : pos + hlen + 4]
                 hlen += 4
             else:
                 mask = b""
@@ -207,7 +209,7 @@ class Parser:
                 if avail < hlen + length:
                     self.buf += data[pos:]
                     return
-                payload = data[start : start + length]
+                payload = data_cstr[start : start + length]
                 if masked:
                     payload = apply_mask(payload, mask)
                 pos = start + length
@@ -244,7 +246,7 @@ class Parser:
                     raise PayloadTooBig(
                         "message of %d bytes exceeds the limit of %d" % (length, self.max_message_size)
                     )
-                payload = data[start : start + length]
+                payload = data_cstr[start : start + length]
                 pos = start + length
                 if masked:
                     payload = apply_mask(payload, mask)

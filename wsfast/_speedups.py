@@ -44,15 +44,10 @@ compiled build an ``ImportError``. ``IMPLEMENTATION`` says which one is active.
 
 from __future__ import annotations
 
-import os
+from ._env import NO_EXTENSIONS as _NO_EXT
+from ._env import REQUIRE_EXTENSIONS as _REQUIRE
 
 __all__ = ["IMPLEMENTATION", "PARSER_IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "Utf8Validator", "Inflater", "FrameEncoder", "Parser"]
-
-_NO_EXT = os.environ.get("WSFAST_NO_EXTENSIONS", "") not in ("", "0")
-_REQUIRE = os.environ.get("WSFAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
-
-if _NO_EXT and _REQUIRE:
-    raise ImportError("WSFAST_NO_EXTENSIONS and WSFAST_REQUIRE_EXTENSIONS are both set")
 
 IMPLEMENTATION: str
 if _NO_EXT:
@@ -92,5 +87,11 @@ if IMPLEMENTATION == "cython":
 else:
     from ._parser import Parser
 
-#: Which parser build is active: "cython" or "python".
-PARSER_IMPLEMENTATION = "cython" if Parser.__module__ == "wsfast._parser_c" else "python"
+from .events import TextMessage as _TextMessage  # noqa: E402
+
+#: Which build of the parser and of the per-message events is active: "cython" or "python".
+PARSER_IMPLEMENTATION = (
+    "cython"
+    if Parser.__module__ == "wsfast._parser_c" and _TextMessage.__module__ == "wsfast._messages_c"
+    else "python"
+)

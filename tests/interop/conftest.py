@@ -25,7 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if Path(str(item.fspath)).resolve().is_relative_to(HERE):
+        if item.path.resolve().is_relative_to(HERE):
             item.add_marker(pytest.mark.interop)
 
 

@@ -5,7 +5,7 @@ two wsfast servers in turn (one with permessage-deflate defaults, one with no co
 takeover and 8-bit windows both ways). Chromium offers permessage-deflate, the servers accept
 it; the page sends text and binary (ArrayBuffer) messages and checks the echoes, takes 1 MiB
 text and binary messages from the server and reports their SHA-256, sends its report over
-the WebSocket and closes with 1000.
+the WebSocket and closes with 1000. The server pings; Chromium must pong.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 
-from wsfast import BinaryMessage, CloseReceived, ConnectionClosed, ServerConnection, TextMessage
+from wsfast import BinaryMessage, CloseReceived, ConnectionClosed, Pong, Request, ServerConnection, TextMessage
 from wsfast.permessage_deflate import ServerPerMessageDeflate
 
 from .common import deflate_of, params_of
@@ -23,7 +23,10 @@ from .peers import MAX_SIZE, HERE, Chromium, PageServer, binary_payload, sha256,
 
 def chromium_handler(session: Session, event) -> None:
     conn = session.conn
-    if isinstance(event, TextMessage) and event.data.startswith("GIMME "):
+    if isinstance(event, Request):
+        conn.accept()
+        conn.send_ping(b"wsfast ping")  # browsers answer pings themselves
+    elif isinstance(event, TextMessage) and event.data.startswith("GIMME "):
         _, kind, size = event.data.split()
         if kind == "text":
             conn.send_text(text_payload(int(size), seed=7))
@@ -112,7 +115,8 @@ def test_chromium_client_to_wsfast_server(chromium, tmp_path):
         kinds = [type(m).__name__ for m in session.messages()]
         assert kinds == ["TextMessage", "BinaryMessage", "TextMessage", "BinaryMessage",
                          "TextMessage", "TextMessage", "TextMessage"], (where, kinds)
-        assert isinstance(session.messages()[1], BinaryMessage) and len(session.messages()[1].data) == 100 * 1024
+        assert isinstance(session.messages()[1], BinaryMessage) and len(session.messages()[1].data) == 1 << 20
+        assert Pong(b"wsfast ping") in session.events, where
 
         # The page closed with 1000 "done"; the server echoed it and closed TCP: clean.
         assert session.first(CloseReceived) == CloseReceived(1000, "done"), where

@@ -81,7 +81,8 @@ CLIENT_CASES = {
 }
 
 
-#: Cases where ws echoes each message in 3 frames, cut at arbitrary byte offsets.
+#: Cases where ws echoes each message in several frames, cut at arbitrary byte offsets
+#: (inside UTF-8 characters too): wsfast reassembles compressed fragments.
 ECHO_FRAGMENTS = {"server-imposes-client_no_context_takeover-server_max_window_bits=10": 3,
                   "client-asks-no_context_takeover-both-window-bits-9-and-8": 5}
 
