@@ -80,6 +80,7 @@ class RunResult:
         self.target = ""  # server-NAME / client-NAME: the key in expected_deviations.json
         self.impl = ""
         self.agent = ""
+        self.selection = ""
 
     @property
     def ok(self) -> bool:
@@ -124,6 +125,7 @@ def check_run(
     if include is None and exclude is None:
         include, exclude = record.get("include", []), record.get("exclude", [])
     include, exclude = include or [], exclude or []
+    res.selection = common.describe_selection(include, exclude)
     selected = common.select_cases(include, exclude)
     if not include and not exclude and len(selected) != common.FULL_SUITE:
         res.problems.append(f"kosoku knows {len(selected)} cases, not the {common.FULL_SUITE} of the full suite")
@@ -131,8 +133,10 @@ def check_run(
 
     listed = {cid: e for cid, e in expected.get(target, {}).items()
               if impl in e.get("impls", sorted(common.IMPLS))}
-    for extra in sorted(set(cases) - set(selected), key=_key):
-        res.problems.append(f"{extra}: in the report but not in the selection")
+    extras = sorted(set(cases) - set(selected), key=_key)
+    if extras:
+        shown = ", ".join(extras[:8]) + (", ..." if len(extras) > 8 else "")
+        res.problems.append(f"{len(extras)} case(s) in the report but not in the selection: {shown}")
     for case_id in selected:
         entry = cases.get(case_id)
         if entry is None:
@@ -172,7 +176,7 @@ def summarize(res: RunResult) -> str:
     head = f"{res.outdir.name}: "
     if res.total:
         head += (f"{res.strict}/{res.total} strict"
-                 f" ({common.describe_selection(rec.get('include', []), rec.get('exclude', []))}"
+                 f" ({res.selection}"
                  f"{', %.0f s' % rec['wall_seconds'] if rec.get('wall_seconds') else ''})")
     lines = [head]
     if res.behavior:

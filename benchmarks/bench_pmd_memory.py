@@ -146,9 +146,7 @@ def main() -> None:
           f"websockets {ws_version or 'not installed'}")
     print("# bits = window bits both ways; mem = memLevel; nct = no_context_takeover both ways;")
     print("# websockets' own defaults are bits=12 (server), mem=5, nct=no")
-    if impl != "python":
-        print("# NOTE: the compiled Inflater lets zlib allocate with plain malloc, invisible to tracemalloc:")
-        print("#       'alloc' misses its ~7 KiB state + window; WSFAST_NO_EXTENSIONS=1 measures the full figure")
+    print("# both Inflater builds allocate zlib's state and window through PyMem_RawCalloc: tracemalloc sees all")
     kib = lambda v: f"{v / 1024:7.1f}"  # noqa: E731
     if args.markdown:
         print("| bits | mem | nct | wsfast alloc KiB | wsfast rss KiB | websockets alloc KiB | websockets rss KiB |")

@@ -60,6 +60,21 @@ cdef extern from "Python.h":
     char *_bytes_ptr "PyBytes_AS_STRING"(PyObject *obj)
     const Py_ssize_t PY_SSIZE_T_MAX
 
+cdef extern from "Python.h" nogil:
+    void *PyMem_RawCalloc(size_t nelem, size_t elsize)
+    void PyMem_RawFree(void *ptr)
+
+
+# zlib's state and window go through Python's raw allocator, like CPython's own zlib
+# module does: tracemalloc then sees them (benchmarks/bench_pmd_memory.py measures it).
+cdef void *_zalloc(void *opaque, unsigned int items, unsigned int size) noexcept nogil:
+    return PyMem_RawCalloc(items, size)
+
+
+cdef void _zfree(void *opaque, void *address) noexcept nogil:
+    PyMem_RawFree(address)
+
+
 cdef extern from "zlib.h" nogil:
     ctypedef struct z_stream:
         unsigned char *next_in
@@ -67,6 +82,8 @@ cdef extern from "zlib.h" nogil:
         unsigned char *next_out
         unsigned int avail_out
         const char *msg
+        void *(*zalloc)(void *, unsigned int, unsigned int) noexcept nogil
+        void (*zfree)(void *, void *) noexcept nogil
     int inflateInit2(z_stream *strm, int windowBits)
     int inflate(z_stream *strm, int flush)
     int inflateReset(z_stream *strm)
@@ -135,6 +152,8 @@ cdef class Inflater:
             raise TypeError(f"wbits must be an int, not {type(wbits).__name__!r}")
         if not 8 <= wbits <= 15:
             raise ValueError(f"wbits must be between 8 and 15, not {wbits!r}")
+        self._strm.zalloc = _zalloc
+        self._strm.zfree = _zfree
         rc = inflateInit2(&self._strm, -max(<int>wbits, 9))
         if rc == Z_MEM_ERROR:
             raise MemoryError("cannot allocate a zlib stream")

@@ -104,8 +104,8 @@ Memory per idle connection
 --------------------------
 Bytes still allocated per connection after one ~300-byte compressed JSON message each way,
 same window bits both directions (``benchmarks/bench_pmd_memory.py``: tracemalloc over 1000
-extension objects; CPython 3.11, zlib 1.2.13, x86-64; measured with the pure-Python Inflater,
-which allocates exactly what the compiled one does but through tracemalloc's view, see below).
+extension objects; CPython 3.11, zlib 1.2.13, x86-64; both Inflater builds route zlib's
+allocations through ``PyMem_RawCalloc``, so tracemalloc sees all of it).
 "nct" = no context takeover both ways; then nothing is held between messages but the Python
 object, whatever the window or memLevel.
 
@@ -126,9 +126,7 @@ bits  mem_level=5         mem_level=8         memLevel=5          memLevel=8    
 (websockets with nct: 0.3 KiB.) Where it goes, at 15 bits and mem_level 5: the compressor
 ~150 KiB (window 2 × 32 KiB, chain table 64 KiB, hash 8 KiB, symbol buffer 8 KiB, state
 ~6 KiB), the inflater ~39 KiB (state ~7 KiB, window 32 KiB). Each window bit less halves the
-window-proportional parts. The compiled Inflater (``wsfast._inflate``) lets zlib allocate
-with plain ``malloc``, so tracemalloc does not see its ~7 KiB + window (the benchmark prints
-a note and an RSS column); the memory is the same.
+window-proportional parts.
 """
 
 from __future__ import annotations
