@@ -709,10 +709,22 @@ class TestInflate:
         assert inflater.decompress(z[:10], 10**6) + inflater.decompress(z[10:], 10**6) == first
         assert inflater.finish(10) == b""
 
-    def test_data_after_final_block(self, impl):
-        z = deflate(b"hello", final=True)
-        with pytest.raises(ProtocolError, match="^invalid compressed data: data after"):
-            impl.Inflater().decompress(z + b"\x00", 100)
+    def test_data_after_final_block_starts_a_stream_that_keeps_the_window(self, impl):
+        # RFC 7692 §7.2.3.4: "f3 48 cd c9 c9 07 00 00" is a BFINAL block then the start of
+        # an empty stored block that the appended tail completes.
+        inflater = impl.Inflater()
+        assert inflater.decompress(bytes.fromhex("f348cdc9c90700") + b"\x00", 100) == b"Hello"
+        assert inflater.finish(100) == b""
+        # A second stream in the same call that refers back into the first one's output.
+        first = zlib.compressobj(6, zlib.DEFLATED, -15)
+        z1 = first.compress(b"window contents " * 8) + first.flush(zlib.Z_FINISH)
+        second = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=b"window contents " * 8)
+        z2 = second.compress(b"window contents " * 4) + second.flush(zlib.Z_SYNC_FLUSH)
+        inflater = impl.Inflater()
+        out = inflater.decompress(z1 + z2[:-4], 10**6) + inflater.finish(10**6)
+        assert out == b"window contents " * 12
+        with pytest.raises(PayloadTooBig):
+            impl.Inflater().decompress(z1 + z2[:-4], 130)
 
     @pytest.mark.parametrize(
         "data",

@@ -26,10 +26,10 @@ which runs the same test bodies on both builds and compares them with ``zlib``.
 # copying), and a final resize trims the unused capacity; no output byte is copied by us.
 # The GIL is released around ``inflate`` calls with 64 KiB or more of input or output room.
 #
-# End of stream: a message may end its deflate stream with a BFINAL block (§7.2.3.3). Then
-# ``finish`` has nothing to feed, the next ``decompress`` starts a new stream
-# (inflateReset) as the sender must have done, and input after the final block within one
-# call is invalid (``ProtocolError``).
+# End of stream: a message may end its deflate stream with a BFINAL block (RFC 7692
+# §7.2.3.4). Input after it (in the same call or the next one) starts a new deflate stream
+# that keeps the LZ77 window (inflateGetDictionary/inflateReset/inflateSetDictionary); if the
+# message ends right there, ``finish`` has nothing to feed.
 #
 # After ``PayloadTooBig`` or ``ProtocolError`` the stream is in an unspecified state: the
 # connection is failing; call ``reset()`` before any further use.
@@ -62,6 +62,7 @@ cdef extern from "Python.h":
 
 cdef extern from "Python.h" nogil:
     void *PyMem_RawCalloc(size_t nelem, size_t elsize)
+    void *PyMem_RawMalloc(size_t n)
     void PyMem_RawFree(void *ptr)
 
 
@@ -87,6 +88,8 @@ cdef extern from "zlib.h" nogil:
     int inflateInit2(z_stream *strm, int windowBits)
     int inflate(z_stream *strm, int flush)
     int inflateReset(z_stream *strm)
+    int inflateGetDictionary(z_stream *strm, unsigned char *dictionary, unsigned int *dictLength)
+    int inflateSetDictionary(z_stream *strm, const unsigned char *dictionary, unsigned int dictLength)
     int inflateEnd(z_stream *strm)
     enum:
         Z_OK
@@ -194,10 +197,9 @@ cdef class Inflater:
             self._enter()
             try:
                 if self._ended:
-                    inflateReset(&self._strm)
-                    self._ended = False
+                    self._restart()
                 return self._inflate(<const unsigned char *>PyBytes_AS_STRING(data),
-                                     PyBytes_GET_SIZE(data), limit, True)
+                                     PyBytes_GET_SIZE(data), limit)
             finally:
                 self._busy = False
         if not (PyObject_CheckBuffer(data) and _get_buffer(data, &view, PyBUF_SIMPLE) == 0):
@@ -209,9 +211,8 @@ cdef class Inflater:
             self._enter()
             try:
                 if self._ended:
-                    inflateReset(&self._strm)
-                    self._ended = False
-                return self._inflate(<const unsigned char *>view.buf, view.len, limit, True)
+                    self._restart()
+                return self._inflate(<const unsigned char *>view.buf, view.len, limit)
             finally:
                 self._busy = False
         finally:
@@ -234,9 +235,27 @@ cdef class Inflater:
         try:
             if self._ended:
                 return b""
-            return self._inflate(TAIL, 4, limit, False)
+            return self._inflate(TAIL, 4, limit)
         finally:
             self._busy = False
+
+    cdef int _restart(self) except -1:
+        # Start a new stream after a final block, keeping the LZ77 window so that a sender
+        # with context takeover may still refer back to earlier output.
+        cdef unsigned char *window = <unsigned char *>PyMem_RawMalloc(32768)
+        cdef unsigned int n = 32768
+        if window == NULL:
+            raise MemoryError()
+        try:
+            if inflateGetDictionary(&self._strm, window, &n) != Z_OK:
+                n = 0
+            inflateReset(&self._strm)
+            if n:
+                inflateSetDictionary(&self._strm, window, n)
+        finally:
+            PyMem_RawFree(window)
+        self._ended = False
+        return 0
 
     def reset(self):
         """Drop the window and start a new stream (no context takeover, RFC 7692 §7.1.1)."""
@@ -245,8 +264,7 @@ cdef class Inflater:
         self._ended = False
         self._busy = False
 
-    cdef object _inflate(self, const unsigned char *src, Py_ssize_t n, Py_ssize_t max_length,
-                         bint strict):
+    cdef object _inflate(self, const unsigned char *src, Py_ssize_t n, Py_ssize_t max_length):
         # Inflate src[:n] into a new bytes object of at most max_length bytes; see the header.
         cdef z_stream *strm = &self._strm
         cdef Py_ssize_t cap_limit = max_length + 1
@@ -295,9 +313,11 @@ cdef class Inflater:
                     if total == cap_limit:
                         raise PayloadTooBig(
                             f"decompressed data exceeds the limit of {max_length} bytes")
-                    if strict and (strm.avail_in > 0 or left > 0):
-                        raise ProtocolError(
-                            "invalid compressed data: data after the final block")
+                    if strm.avail_in > 0 or left > 0:
+                        # More input after a BFINAL block: a new deflate stream that keeps
+                        # the window (RFC 7692 §7.2.3.4's "f3 48 cd c9 c9 07 00 00").
+                        self._restart()
+                        continue
                     break
                 if rc == Z_OK or rc == Z_BUF_ERROR:
                     # Output room left means inflate consumed all the input it was given

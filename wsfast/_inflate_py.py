@@ -63,12 +63,15 @@ class Inflater:
         ValueError: ``wbits`` is not 8-15.
     """
 
-    __slots__ = ("_wbits", "_zobj")
+    __slots__ = ("_wbits", "_zobj", "_window")
 
     def __init__(self, wbits: int = 15) -> None:
         # zlib refuses a raw window of 8 bits; 9 bits inflate anything a smaller window made.
         self._wbits = max(_check_wbits(wbits), 9)
         self._zobj = zlib.decompressobj(-self._wbits)
+        # The last 2**wbits bytes of output: zlib's decompressobj does not expose its window,
+        # and a stream that restarts after a BFINAL block must keep it (see _restart).
+        self._window = b""
 
     def decompress(self, data: object, max_length: int) -> bytes:
         """Inflate the next chunk of a message's compressed payload.
@@ -89,11 +92,29 @@ class Inflater:
         max_length = _check_max_length(max_length)
         zobj = self._zobj
         if zobj.eof:  # the previous message ended its stream with a BFINAL block
-            zobj = self._zobj = zlib.decompressobj(-self._wbits)
-        out = self._inflate(zobj, data, max_length)
-        if zobj.eof and zobj.unused_data:
-            raise ProtocolError("invalid compressed data: data after the final block")
+            zobj = self._restart()
+        out = fresh = self._inflate(zobj, data, max_length)  # fresh: not yet in the window
+        while zobj.eof and zobj.unused_data:
+            # More input after a BFINAL block: a new deflate stream that keeps the window
+            # (RFC 7692 §7.2.3.4's "f3 48 cd c9 c9 07 00 00").
+            rest = zobj.unused_data
+            self._remember(fresh)
+            zobj = self._restart()
+            fresh = self._inflate(zobj, rest, max_length - len(out))
+            out += fresh
+        self._remember(fresh)
         return out
+
+    def _remember(self, out: bytes) -> None:
+        if out:
+            self._window = (self._window + out)[-(1 << self._wbits) :]
+
+    def _restart(self) -> "zlib._Decompress":
+        if self._window:
+            self._zobj = zlib.decompressobj(-self._wbits, zdict=self._window)
+        else:
+            self._zobj = zlib.decompressobj(-self._wbits)
+        return self._zobj
 
     def finish(self, max_length: int) -> bytes:
         """End a message: feed the stripped ``00 00 ff ff`` tail (RFC 7692 §7.2.2).
@@ -110,11 +131,14 @@ class Inflater:
         max_length = _check_max_length(max_length)
         if self._zobj.eof:
             return b""
-        return self._inflate(self._zobj, _TAIL, max_length)
+        out = self._inflate(self._zobj, _TAIL, max_length)
+        self._remember(out)
+        return out
 
     def reset(self) -> None:
         """Drop the window and start a new stream (no context takeover, RFC 7692 §7.1.1)."""
         self._zobj = zlib.decompressobj(-self._wbits)
+        self._window = b""
 
     @staticmethod
     def _inflate(zobj: zlib._Decompress, data: object, max_length: int) -> bytes:
