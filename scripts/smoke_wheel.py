@@ -48,7 +48,8 @@ def main() -> int:
     assert s.IMPLEMENTATION == args.expect, (s.IMPLEMENTATION, args.expect)
     assert s.PARSER_IMPLEMENTATION == args.expect, (s.PARSER_IMPLEMENTATION, args.expect)
 
-    compiled = ["wsfast._mask", "wsfast._utf8", "wsfast._inflate", "wsfast._frame", "wsfast._parser_c"]
+    compiled = ["wsfast._mask", "wsfast._utf8", "wsfast._inflate", "wsfast._frame", "wsfast._parser_c",
+                "wsfast._messages_c"]
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     for name in compiled:
         if args.expect == "cython":
