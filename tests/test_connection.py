@@ -670,3 +670,27 @@ def test_dropped_iterator_applies_pending_close():
     del it
     assert out(s) == b"\x88\x02\x03\xe8"
     assert s.state is State.CLOSED
+
+
+def test_compressed_message_at_the_limit_is_not_refused_for_its_overhead():
+    # Incompressible data grows a little when deflated; the frame limit allows for that,
+    # while the inflated size is still held to the message limit exactly.
+    import os as _os
+
+    from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
+
+    limit = 1 << 20
+    for size, ok in ((limit, True), (limit + 1, False)):
+        c, s = pair(
+            {"extensions": [ClientPerMessageDeflate(threshold=0)]},
+            {"extensions": [ServerPerMessageDeflate()], "max_message_size": limit},
+        )
+        payload = _os.urandom(size)
+        c.send_binary(payload, compress=True)
+        wire = out(c)
+        assert wire[0] == 0xC2 and len(wire) > size + 14  # compressed, and bigger than raw
+        evs = feed(s, [wire])
+        if ok:
+            assert evs == [BinaryMessage(payload)]
+        else:
+            failed_with(evs, 1009)

@@ -16,6 +16,7 @@ cdef class Parser:
     # Wire lengths are < 2**63 (checked before use); limits are clamped to that range.
     cdef public unsigned long long max_message_size
     cdef public unsigned long long max_frame_size
+    cdef public unsigned long long max_transformed_frame_size
     cdef public bint stream_fragments
     cdef public object on_ping, on_close
     cdef public int state
