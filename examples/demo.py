@@ -132,9 +132,9 @@ def main() -> int:
           f"{script.closed.code if script.closed else None} (clean={script.closed.clean if script.closed else None})")
 
     small = ['{"id": %d, "op": "tick", "price": 101.25}' % i for i in range(5000)]
-    for deflate in (False, True):
+    for label, deflate in (("2a", False), ("2b", True)):
         script, dt = exchange(port, small, deflate)
-        print(f"2. {len(small)} small JSON round trips {'with' if deflate else 'without'} compression: "
+        print(f"{label}. {len(small)} small JSON round trips {'with' if deflate else 'without'} compression: "
               f"{len(small) / dt:,.0f} round trips/s, {script.errors} mismatches")
 
     print("3. protocol violations get the right close code on the wire:")
