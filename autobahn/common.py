@@ -7,10 +7,10 @@ Not a public module; ``server.py``, ``client.py``, ``check.py`` and ``report.py`
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -43,16 +43,29 @@ def all_case_ids() -> List[str]:
     return list(kosoku.cases.CASES)
 
 
+def _matcher(pattern: str):
+    """kosoku's (and upstream Autobahn's) case pattern rule: without ``*`` an exact id; with
+    ``*`` a regex where ``*`` is any run of characters, anchored at the start only (``re.match``),
+    so ``12.*.1`` also takes 12.1.10-12.1.18. Measured against kosoku 0.1.0's /getCaseCount."""
+    if not _PATTERN.fullmatch(pattern):
+        raise ValueError(f"case pattern {pattern!r}: only digits, '.' and '*' are supported")
+    if "*" not in pattern:
+        return lambda case_id: case_id == pattern
+    rx = re.compile(re.escape(pattern).replace(r"\*", ".*"))
+    return lambda case_id: rx.match(case_id) is not None
+
+
+_PATTERN = re.compile(r"[0-9.*]+")
+
+
 def select_cases(include: Sequence[str] = (), exclude: Sequence[str] = ()) -> List[str]:
-    """The case ids a kosoku ``-i``/``-x`` selection runs: ids or ``*`` globs, excludes win."""
-
-    def hit(case_id: str, patterns: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatchcase(case_id, p) for p in patterns)
-
+    """The case ids a kosoku ``-i``/``-x`` selection runs, in run order (excludes win)."""
+    inc = [_matcher(p) for p in include]
+    exc = [_matcher(p) for p in exclude]
     return [
         c
         for c in all_case_ids()
-        if (not include or hit(c, include)) and not hit(c, exclude)
+        if (not inc or any(m(c) for m in inc)) and not any(m(c) for m in exc)
     ]
 
 

@@ -1,28 +1,51 @@
 #!/usr/bin/env bash
 # Everything: every server and every client under test, the full Autobahn suite (517 cases),
 # both kernel builds (compiled, and the pure-Python twins with WSFAST_NO_EXTENSIONS=1), then
-# the strict check and the README "Conformance" section.
+# the strict check and the README "Conformance" section (report.py writes it).
 #
-#   autobahn/run_all.sh                 # from anywhere; PYTHON=/path/to/venv/python to choose
+#   autobahn/run_all.sh                 # from anywhere; PYTHON=/path/to/venv/bin/python to choose
 #
-# About 35-45 minutes on a 2-core machine (see autobahn/README.md). Exit status: the check's.
+# The server runs and the client runs go in two lanes side by side (as in ci.sh): about
+# 20-25 minutes on a 2-core machine (see autobahn/README.md). Logs: autobahn/reports/run_all-*.log.
+# Exit status: non-zero if any run was incomplete or the check found anything unexpected.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 export PYTHON
+REPORTS=autobahn/reports
+mkdir -p "$REPORTS"
 
 started=$(date +%s)
 status=0
-for impl in cython python; do
-    for server in $("$PYTHON" autobahn/server.py --list); do
-        "$PYTHON" autobahn/server.py --server "$server" --impl "$impl" || status=1
+
+servers() {
+    local s=0 impl name
+    for impl in cython python; do
+        for name in $("$PYTHON" autobahn/server.py --list); do
+            "$PYTHON" autobahn/server.py --server "$name" --impl "$impl" || s=1
+        done
     done
-    for client in $("$PYTHON" autobahn/client.py --list); do
-        "$PYTHON" autobahn/client.py --client "$client" --impl "$impl" || status=1
+    return $s
+}
+clients() {
+    local s=0 impl name
+    for impl in cython python; do
+        for name in $("$PYTHON" autobahn/client.py --list); do
+            "$PYTHON" autobahn/client.py --client "$name" --impl "$impl" || s=1
+        done
     done
-done
+    return $s
+}
+
+servers > "$REPORTS/run_all-servers.log" 2>&1 &
+pid_s=$!
+clients > "$REPORTS/run_all-clients.log" 2>&1 &
+pid_c=$!
+wait "$pid_s" || status=1
+wait "$pid_c" || status=1
+grep -h '^==\|^!!' "$REPORTS/run_all-servers.log" "$REPORTS/run_all-clients.log"
 
 "$PYTHON" autobahn/check.py || status=1
 "$PYTHON" autobahn/report.py || status=1
-echo "run_all: $(( $(date +%s) - started )) s, status $status"
+echo "run_all: $(( $(date +%s) - started )) s wall, status $status"
 exit $status

@@ -73,7 +73,10 @@ def main(argv: List[str] | None = None) -> int:
         return 0
 
     python = os.environ.get("PYTHON") or sys.executable
-    selected = common.select_cases(args.include, args.exclude)
+    try:
+        selected = common.select_cases(args.include, args.exclude)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not selected:
         parser.error("the selection matches no case")
     timeout = args.timeout or common.default_timeout(selected, args.impl)

@@ -8,8 +8,6 @@ the server"), which kosoku does not verify.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.util
 import io
 import os
