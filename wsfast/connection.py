@@ -51,24 +51,18 @@ from ._speedups import FrameEncoder, Parser
 from ._state import CLOSED, CLOSING, CONNECTING, OPEN, Role, State, transition
 from .events import (
     Accepted,
-    BinaryMessage,
     CloseReceived,
     ConnectionClosed,
     ConnectionFailed,
     Event,
     HandshakeFailed,
-    Ping,
-    Pong,
     Rejected,
     Request,
-    TextMessage,
 )
 from .exceptions import (
     InvalidHandshake,
     InvalidState,
-    InvalidUTF8,
     NegotiationError,
-    PayloadTooBig,
     ProtocolError,
 )
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
