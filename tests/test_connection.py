@@ -694,3 +694,92 @@ def test_compressed_message_at_the_limit_is_not_refused_for_its_overhead():
             assert evs == [BinaryMessage(payload)]
         else:
             failed_with(evs, 1009)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    """A permessage-deflate payload made by zlib directly (RFC 7692 §7.2.1)."""
+    import zlib
+
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert body.endswith(b"\x00\x00\xff\xff")
+    return body[:-4]
+
+
+class TestCompressedThroughTheParser:
+    """Compressed messages take the whole-message fast path when a frame arrives in one
+    piece and the streaming path otherwise: ``chunkings`` feeds both, and every outcome
+    (events, close codes, bytes on the wire) must be the same."""
+
+    # RFC 7692 §7.2.3.1 and §7.2.3.2: "Hello", then "Hello" again through the shared window.
+    HELLO = bytes.fromhex("f248cdc9c90700")
+    HELLO_AGAIN = bytes.fromhex("f200110000")
+
+    @staticmethod
+    def server(**kwargs):
+        from wsfast.permessage_deflate import ServerPerMessageDeflate
+
+        s = ServerConnection(extensions=[ServerPerMessageDeflate()], **kwargs)
+        c = ClientConnection("example.com", "/", key=KEY)
+        request = b"".join(c.data_to_send()).replace(
+            b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        )
+        s.receive_data(request)
+        list(s.events())
+        s.accept()
+        assert b"permessage-deflate" in out(s)
+        return s
+
+    @staticmethod
+    def close_frame(code: int, reason: str) -> bytes:
+        body = code.to_bytes(2, "big") + reason.encode()
+        return bytes((0x88, len(body))) + body
+
+    def test_rfc_examples_shared_window(self):
+        wire = frame(0x1, self.HELLO, rsv=0x40) + frame(0x1, self.HELLO_AGAIN, rsv=0x40)
+        for chunks in chunkings(wire):
+            s = self.server()
+            assert feed(s, chunks) == [TextMessage("Hello"), TextMessage("Hello")]
+
+    def test_compressed_binary_then_close_keeps_order(self):
+        payload = bytes(range(256)) * 8
+        wire = frame(0x2, raw_deflate(payload), rsv=0x40) + frame(0x8, b"\x03\xe8")
+        for chunks in chunkings(wire):
+            s = self.server()
+            evs = feed(s, chunks)
+            assert evs[0] == BinaryMessage(payload)
+            assert isinstance(evs[1], CloseReceived) and evs[1].code == 1000
+            assert out(s) == b"\x88\x02\x03\xe8"
+
+    @pytest.mark.parametrize("size, code", [(1000, None), (1001, 1009)])
+    def test_inflated_size_limit_is_exact(self, size, code):
+        payload = b"a" * size
+        wire = frame(0x2, raw_deflate(payload), rsv=0x40)
+        assert len(wire) < 100  # the limit is on the inflated size, not the wire size
+        for chunks in chunkings(wire):
+            s = self.server(max_message_size=1000)
+            evs = feed(s, chunks)
+            if code is None:
+                assert evs == [BinaryMessage(payload)]
+            else:
+                failed_with(evs, code)
+                assert out(s) == self.close_frame(code, "message exceeds the limit of 1000 bytes")
+
+    @pytest.mark.parametrize(
+        "opcode, data, code, reason",
+        [
+            # valid deflate, invalid UTF-8 once inflated (a lead byte before a space)
+            (0x1, raw_deflate(b"ok \xc3 end"), 1007, "invalid UTF-8 in a text message"),
+            # not a deflate stream
+            (0x1, b"\xff\xff\xff\xff", 1002, "invalid compressed data: invalid block type"),
+            (0x2, b"\xff\xff\xff\xff", 1002, "invalid compressed data: invalid block type"),
+        ],
+    )
+    def test_bad_compressed_payloads(self, opcode, data, code, reason):
+        wire = frame(0x1, self.HELLO, rsv=0x40) + frame(opcode, data, rsv=0x40)
+        for chunks in chunkings(wire):
+            s = self.server()
+            evs = feed(s, chunks)
+            assert evs[0] == TextMessage("Hello")
+            failed_with(evs, code)
+            assert out(s) == self.close_frame(code, reason)

@@ -13,8 +13,9 @@ states (no generators: they cannot be compiled to C locals):
 * ``FRAME``: read a header (2–14 bytes). Every check that needs only the header happens
   here, before any payload is buffered: opcodes, RSV bits, masking, minimal lengths, the
   63-bit rule, control-frame rules, fragmentation order, and the size limits (1009).
-* A whole, unfragmented, untransformed data frame in the buffer takes the fast path: one
-  slice, one unmask, one ``decode`` (which validates UTF-8), one event.
+* A whole, unfragmented data frame in the buffer takes the fast path: one slice, one
+  unmask, one pass through the extension if it transforms the message (its output bounded
+  by the size limit), one ``decode`` (which validates UTF-8), one event.
 * Otherwise the payload streams (``PAYLOAD``): each piece is unmasked at the right key
   phase, inflated if an extension transforms the message, UTF-8 validated incrementally
   (so invalid text fails at the first impossible byte, even inside a frame that arrives in
@@ -252,9 +253,11 @@ class Parser:
                     "frame of %d bytes exceeds the limit of %d" % (length, self.max_frame_size)
                 )
 
-            if fin and avail - hlen >= length and opcode != OP_CONT and not rsv:
-                # Fast path: a whole, unfragmented, untransformed message in the buffer.
-                if length > self.max_message_size:
+            if fin and avail - hlen >= length and opcode != OP_CONT:
+                # Fast path: a whole, unfragmented message in the buffer. A transformed
+                # (compressed) one is decoded in one go, its output bounded by the extension.
+                transformed = rsv != 0 and self.ext.decode_start(rsv)
+                if length > self.max_message_size and not transformed:
                     raise PayloadTooBig(
                         "message of %d bytes exceeds the limit of %d" % (length, self.max_message_size)
                     )
@@ -262,6 +265,9 @@ class Parser:
                 pos = start + length
                 if masked:
                     payload = apply_mask(payload, mask)
+                if transformed:
+                    self.msize = 0
+                    payload = self._decode(payload, True)
                 if opcode == OP_TEXT:
                     try:
                         text = payload.decode("utf-8")
@@ -308,8 +314,29 @@ class Parser:
     def _chunk(self, chunk):
         """Take a piece of unmasked payload of the current data frame."""
         if self.mcompressed:
-            chunk = self.ext.decode(chunk, self.max_message_size - self.msize)
+            chunk = self._decode(chunk, False)
         self._append(chunk)
+
+    def _decode(self, chunk, end):
+        """Pass ``chunk`` (None: nothing) of a transformed message through the extension,
+        then with ``end`` the end of the message; the output is bounded by the room left
+        under the message limit, and going over it is reported against the limit itself."""
+        ext = self.ext
+        room = self.max_message_size - self.msize
+        try:
+            if chunk is not None:
+                chunk = ext.decode(chunk, room)
+                if not end:
+                    return chunk
+                room -= len(chunk)
+            tail = ext.decode_end(room)
+        except PayloadTooBig:
+            raise PayloadTooBig(
+                "message exceeds the limit of %d bytes" % self.max_message_size
+            ) from None
+        if chunk is None:
+            return tail
+        return chunk + tail if tail else chunk
 
     def _append(self, chunk):
         size = len(chunk)
@@ -328,7 +355,7 @@ class Parser:
         """The current data frame's payload is complete."""
         fin = self.ffin
         if fin and self.mcompressed:
-            self._append(self.ext.decode_end(self.max_message_size - self.msize))
+            self._append(self._decode(None, True))
         text = self.mopcode == OP_TEXT
         if fin and text and not self.validator.complete:
             raise InvalidUTF8("text message ends inside a UTF-8 sequence")

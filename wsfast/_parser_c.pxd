@@ -40,7 +40,7 @@ cdef class Parser:
         data_cstr="const unsigned char *",
         n=Py_ssize_t, pos=Py_ssize_t, avail=Py_ssize_t, hlen=Py_ssize_t,
         start=Py_ssize_t, take=Py_ssize_t,
-        b0=int, b1=int, opcode=int, fin=int, rsv=int, masked=int,
+        b0=int, b1=int, opcode=int, fin=int, rsv=int, masked=int, transformed=bint,
         length="unsigned long long",
         events=list, mask=bytes, payload=bytes, chunk=bytes,
     )
@@ -48,6 +48,8 @@ cdef class Parser:
 
     cdef _message_start(self, int opcode, int rsv)
     cdef _chunk(self, bytes chunk)
+    @cython.locals(room="unsigned long long")
+    cdef _decode(self, chunk, bint end)
     @cython.locals(size=Py_ssize_t)
     cdef _append(self, chunk)
     @cython.locals(fin=bint, text=bint)
