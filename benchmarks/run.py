@@ -95,6 +95,25 @@ def ratio(impl: dict, peer: dict):
             peer["min_s"] / impl["min_s"])
 
 
+def engine_overhead_lines(cases, results) -> list:
+    """What each engine adds on top of the ``zlib only`` floor, per round trip (medians)."""
+    out = []
+    for c in cases:
+        impls = results[c.name]["impls"]
+        floor = impls.get("zlib only")
+        if floor is None:
+            continue
+        per_msg = {k: st["median_s"] / (c.work * 1e3) for k, st in impls.items()}  # work in kmsg
+        added = {k: t - per_msg["zlib only"] for k, t in per_msg.items() if k != "zlib only"}
+        if added.get("wsfast", 0) <= 0 or "websockets" not in added:
+            continue
+        parts = ", ".join(f"{k} {added[k] * 1e6:.1f} µs" for k in added)
+        out.append(f"- *{c.name}*: engine time on top of zlib per round trip (median − zlib only's median): "
+                   f"{parts}; websockets ÷ wsfast = {added['websockets'] / added['wsfast']:.1f}× "
+                   f"(zlib only itself: {per_msg['zlib only'] * 1e6:.1f} µs).")
+    return out
+
+
 def md_table(header, rows) -> list:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -224,6 +243,8 @@ def report(env: dict, settings: Settings, reg: Registry, results: dict, groups, 
                 by_note.setdefault(c.note, []).append(c.name)
         for note, names in by_note.items():
             lines.append(f"- *{', '.join(names)}*: {note}")
+        if group == "deflate":
+            lines += engine_overhead_lines(cases, results)
         if group == "deflate" and reg.extra.get("deflate_negotiated"):
             for k, v in reg.extra["deflate_negotiated"].items():
                 lines.append(f"- negotiated ({k}): `{v}`")
