@@ -8,6 +8,8 @@ workloads and setup as ``run.py``'s engine/deflate groups. Typical use::
 
     py-spy record -o /tmp/parse.svg --native -- python benchmarks/profile_engine.py parse-small
     py-spy top --native -- python benchmarks/profile_engine.py parse-small
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python benchmarks/profile_engine.py deflate --impl wsfast --ops 2   # and --ops 0
     python benchmarks/profile_engine.py parse-small --cprofile      # Python-level callers only
 
 (``--native`` is what shows time inside the compiled parser and kernels; cProfile does not
@@ -39,6 +41,8 @@ def main() -> int:
     ap.add_argument("case", nargs="?", default="parse-small", choices=sorted(CASES))
     ap.add_argument("--impl", default="wsfast", help="wsfast, websockets, aiohttp, wsproto")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--ops", type=int, default=None,
+                    help="run exactly this many operations instead (for instruction counts, see the README)")
     ap.add_argument("--cprofile", action="store_true", help="run under cProfile and print the top functions")
     ap.add_argument("--gc", action="store_true",
                     help="keep the garbage collector on (run.py times with it off, like this script by default)")
@@ -59,6 +63,9 @@ def main() -> int:
     run = case.impls[args.impl]()
 
     def loop():
+        if args.ops is not None:
+            run(args.ops)
+            return args.ops
         ops = 0
         end = time.perf_counter() + args.seconds
         while time.perf_counter() < end:
