@@ -17,9 +17,16 @@ the same test bodies on both builds.
 # XORed with that same word, whatever its address. Loads and stores go through ``memcpy``
 # (which compilers turn into plain unaligned moves) instead of ``*(uint64_t *)p`` casts,
 # which are undefined behaviour on unaligned data; the word loop has no branches and no
-# loop-carried dependency, so ``-O3`` vectorizes it (SSE2/AVX2/NEON). The 0-7 tail bytes are
-# done one at a time. Byte order never matters: the key word is built from bytes, in memory
-# order, exactly like the data words.
+# loop-carried dependency, so ``-O3`` vectorizes it (SSE2 on x86-64, NEON on arm64). The 0-7
+# tail bytes are done one at a time. Byte order never matters: the key word is built from
+# bytes, in memory order, exactly like the data words.
+#
+# On x86 with GCC or Clang the same word loop is also compiled a second time for AVX2
+# (``target("avx2")``: 32-byte vectors), and used from ``AVX2_MIN`` bytes on when the CPU
+# says it has AVX2 (checked once, at import). Measured in C on a 2-vCPU Xeon: 1.3-1.7x the
+# SSE2 loop in place from 256 B to 1 MiB, 1.3x copying at 64 KiB, the same copying at 1 MiB
+# (memory-bound there). The build needs no flag and the wheel runs on any x86-64 CPU.
+# ``_set_simd`` switches the AVX2 path off and on (tests run both on an AVX2 machine).
 #
 # The Python-facing functions are on the small-message hot path (a 16-byte frame costs
 # mostly argument handling), so ``bytes`` arguments skip the buffer protocol entirely and the
@@ -42,9 +49,56 @@ cdef extern from "Python.h":
 
 __all__ = ["apply_mask", "apply_mask_inplace"]
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* The word loops of mask_copy and mask_inplace, for the AVX2 path. */
+    #define WSFAST_XOR_COPY(src, dst, end, key) { \\
+        uint64_t w; Py_ssize_t i; \\
+        for (i = 0; i < (end); i += 8) { \\
+            memcpy(&w, (src) + i, 8); w ^= (key); memcpy((dst) + i, &w, 8); } }
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    #define WSFAST_AVX2 __attribute__((target("avx2")))
+    static int wsfast_cpu_has_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0;
+    }
+    #else
+    #define WSFAST_AVX2  /* no AVX2 build: these are never called (no CPU reports AVX2) */
+    static int wsfast_cpu_has_avx2(void) { return 0; }
+    #endif
+    WSFAST_AVX2 static void wsfast_mask_copy_avx2(const unsigned char *src, unsigned char *dst,
+                                                  Py_ssize_t end, uint64_t key)
+        WSFAST_XOR_COPY(src, dst, end, key)
+    WSFAST_AVX2 static void wsfast_mask_inplace_avx2(unsigned char *buf, Py_ssize_t end,
+                                                     uint64_t key)
+        WSFAST_XOR_COPY(buf, buf, end, key)
+    """
+    void _mask_copy_avx2 "wsfast_mask_copy_avx2"(
+        const unsigned char *src, unsigned char *dst, Py_ssize_t end, uint64_t key) noexcept nogil
+    void _mask_inplace_avx2 "wsfast_mask_inplace_avx2"(
+        unsigned char *buf, Py_ssize_t end, uint64_t key) noexcept nogil
+    int _cpu_has_avx2 "wsfast_cpu_has_avx2"() noexcept nogil
+
 # Below this size, releasing and re-acquiring the GIL costs more than it lets other threads do.
+# From AVX2_MIN bytes of whole words, the AVX2 loop (when the CPU has it) beats the SSE2 one.
 cdef enum:
     NOGIL_THRESHOLD = 65536
+    AVX2_MIN = 256
+
+cdef bint _cpu_avx2 = _cpu_has_avx2()
+cdef bint _use_avx2 = _cpu_avx2
+
+
+def _set_simd(bint enabled):
+    """Use the AVX2 loop where the CPU has it (``True``, the default) or never (``False``).
+
+    For tests and measurements; returns the path now in use, ``"avx2"`` or ``"baseline"``.
+    """
+    global _use_avx2
+    _use_avx2 = enabled and _cpu_avx2
+    return "avx2" if _use_avx2 else "baseline"
 
 
 cdef inline uint64_t _key_word(const unsigned char *mask, Py_ssize_t phase) noexcept nogil:
@@ -63,10 +117,13 @@ cdef void mask_copy(const unsigned char *src, unsigned char *dst, Py_ssize_t n,
     cdef uint64_t word = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t end = n & ~<Py_ssize_t>7
-    for i in range(0, end, 8):
-        memcpy(&word, src + i, 8)
-        word ^= key
-        memcpy(dst + i, &word, 8)
+    if end >= AVX2_MIN and _use_avx2:
+        _mask_copy_avx2(src, dst, end, key)
+    else:
+        for i in range(0, end, 8):
+            memcpy(&word, src + i, 8)
+            word ^= key
+            memcpy(dst + i, &word, 8)
     for i in range(end, n):
         dst[i] = src[i] ^ mask[(phase + i) & 3]
 
@@ -77,10 +134,13 @@ cdef void mask_inplace(unsigned char *buf, Py_ssize_t n,
     cdef uint64_t word = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t end = n & ~<Py_ssize_t>7
-    for i in range(0, end, 8):
-        memcpy(&word, buf + i, 8)
-        word ^= key
-        memcpy(buf + i, &word, 8)
+    if end >= AVX2_MIN and _use_avx2:
+        _mask_inplace_avx2(buf, end, key)
+    else:
+        for i in range(0, end, 8):
+            memcpy(&word, buf + i, 8)
+            word ^= key
+            memcpy(buf + i, &word, 8)
     for i in range(end, n):
         buf[i] = buf[i] ^ mask[(phase + i) & 3]
 
