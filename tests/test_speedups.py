@@ -296,7 +296,7 @@ class TestMaskSimdPaths:
         assert compiled._set_simd(False) == "baseline"
         active = compiled._set_simd(True)
         flags = _cpu_flags()
-        if flags is None or not ({"sse2", "asimd"} & flags):
+        if flags is None:
             pytest.skip("no CPU flags to compare with")
         assert active == ("avx2" if "avx2" in flags else "baseline")
 

@@ -53,8 +53,9 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
-    /* The word loops of mask_copy and mask_inplace, for the AVX2 path. */
-    #define WSFAST_XOR_COPY(src, dst, end, key) { \\
+    /* The word loop, written once: XOR the first `end` bytes (a multiple of 8) of src into
+       dst with the 8-byte key word. Instantiated for the baseline build and for AVX2. */
+    #define WSFAST_XOR_WORDS(src, dst, end, key) { \\
         uint64_t w; Py_ssize_t i; \\
         for (i = 0; i < (end); i += 8) { \\
             memcpy(&w, (src) + i, 8); w ^= (key); memcpy((dst) + i, &w, 8); } }
@@ -65,19 +66,29 @@ cdef extern from *:
         return __builtin_cpu_supports("avx2") != 0;
     }
     #else
-    #define WSFAST_AVX2  /* no AVX2 build: these are never called (no CPU reports AVX2) */
+    #define WSFAST_AVX2  /* no AVX2 build: the _avx2 copies are never called */
     static int wsfast_cpu_has_avx2(void) { return 0; }
     #endif
-    WSFAST_AVX2 static void wsfast_mask_copy_avx2(const unsigned char *src, unsigned char *dst,
-                                                  Py_ssize_t end, uint64_t key)
-        WSFAST_XOR_COPY(src, dst, end, key)
-    WSFAST_AVX2 static void wsfast_mask_inplace_avx2(unsigned char *buf, Py_ssize_t end,
-                                                     uint64_t key)
-        WSFAST_XOR_COPY(buf, buf, end, key)
+    /* One pointer for in place, so the compiler needs no aliasing check to vectorize. */
+    static inline void wsfast_words_copy(const unsigned char *src, unsigned char *dst,
+                                         Py_ssize_t end, uint64_t key)
+        WSFAST_XOR_WORDS(src, dst, end, key)
+    static inline void wsfast_words_inplace(unsigned char *buf, Py_ssize_t end, uint64_t key)
+        WSFAST_XOR_WORDS(buf, buf, end, key)
+    WSFAST_AVX2 static void wsfast_words_copy_avx2(const unsigned char *src, unsigned char *dst,
+                                                   Py_ssize_t end, uint64_t key)
+        WSFAST_XOR_WORDS(src, dst, end, key)
+    WSFAST_AVX2 static void wsfast_words_inplace_avx2(unsigned char *buf, Py_ssize_t end,
+                                                      uint64_t key)
+        WSFAST_XOR_WORDS(buf, buf, end, key)
     """
-    void _mask_copy_avx2 "wsfast_mask_copy_avx2"(
+    void _words_copy "wsfast_words_copy"(
         const unsigned char *src, unsigned char *dst, Py_ssize_t end, uint64_t key) noexcept nogil
-    void _mask_inplace_avx2 "wsfast_mask_inplace_avx2"(
+    void _words_inplace "wsfast_words_inplace"(
+        unsigned char *buf, Py_ssize_t end, uint64_t key) noexcept nogil
+    void _words_copy_avx2 "wsfast_words_copy_avx2"(
+        const unsigned char *src, unsigned char *dst, Py_ssize_t end, uint64_t key) noexcept nogil
+    void _words_inplace_avx2 "wsfast_words_inplace_avx2"(
         unsigned char *buf, Py_ssize_t end, uint64_t key) noexcept nogil
     int _cpu_has_avx2 "wsfast_cpu_has_avx2"() noexcept nogil
 
@@ -114,16 +125,12 @@ cdef inline uint64_t _key_word(const unsigned char *mask, Py_ssize_t phase) noex
 cdef void mask_copy(const unsigned char *src, unsigned char *dst, Py_ssize_t n,
                     const unsigned char *mask, Py_ssize_t phase) noexcept nogil:
     cdef uint64_t key = _key_word(mask, phase)
-    cdef uint64_t word = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t end = n & ~<Py_ssize_t>7
     if end >= AVX2_MIN and _use_avx2:
-        _mask_copy_avx2(src, dst, end, key)
+        _words_copy_avx2(src, dst, end, key)
     else:
-        for i in range(0, end, 8):
-            memcpy(&word, src + i, 8)
-            word ^= key
-            memcpy(dst + i, &word, 8)
+        _words_copy(src, dst, end, key)
     for i in range(end, n):
         dst[i] = src[i] ^ mask[(phase + i) & 3]
 
@@ -131,16 +138,12 @@ cdef void mask_copy(const unsigned char *src, unsigned char *dst, Py_ssize_t n,
 cdef void mask_inplace(unsigned char *buf, Py_ssize_t n,
                        const unsigned char *mask, Py_ssize_t phase) noexcept nogil:
     cdef uint64_t key = _key_word(mask, phase)
-    cdef uint64_t word = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t end = n & ~<Py_ssize_t>7
     if end >= AVX2_MIN and _use_avx2:
-        _mask_inplace_avx2(buf, end, key)
+        _words_inplace_avx2(buf, end, key)
     else:
-        for i in range(0, end, 8):
-            memcpy(&word, buf + i, 8)
-            word ^= key
-            memcpy(buf + i, &word, 8)
+        _words_inplace(buf, end, key)
     for i in range(end, n):
         buf[i] = buf[i] ^ mask[(phase + i) & 3]
 
