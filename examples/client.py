@@ -32,7 +32,7 @@ from wsfast import (
     BinaryMessage,
     ClientConnection,
     CloseReceived,
-    ConnectionClosed,
+    TransportClosed,
     ConnectionFailed,
     Event,
     HandshakeFailed,
@@ -117,7 +117,7 @@ def run(
     connection is open, ``idle_timeout`` (None: forever) bounds the wait for the next bytes;
     when it expires the client starts the closing handshake with 1001 (going away).
 
-    The last event the handler sees is always ``ConnectionClosed``.
+    The last event the handler sees is always ``TransportClosed``.
     """
     deadline = time.monotonic() + timeout  # opening handshake
     closing = False
@@ -157,7 +157,7 @@ def run(
     finally:
         sock.close()
     # TCP is closed: let the engine know (idempotent) and hand over what that produced,
-    # ConnectionClosed included.
+    # TransportClosed included.
     conn.receive_eof()
     for event in conn.events():
         handler(conn, event)
@@ -198,7 +198,7 @@ class Conversation:
             print(f"protocol error from the server: {event.code} {event.reason}", file=self.err)
         elif isinstance(event, CloseReceived) and conn.close_code_sent is None:
             print(f"server closed: {event.code} {event.reason}".rstrip(), file=self.err)
-        elif isinstance(event, ConnectionClosed):
+        elif isinstance(event, TransportClosed):
             self.clean = event.clean
             if not event.clean:
                 print(f"connection closed uncleanly (code {event.code})", file=self.err)

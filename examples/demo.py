@@ -24,7 +24,7 @@ import client as ws_client  # noqa: E402  (examples/client.py)
 import echo_server  # noqa: E402  (examples/echo_server.py)
 
 import wsfast  # noqa: E402
-from wsfast import BinaryMessage, ConnectionClosed, ServerConnection, TextMessage  # noqa: E402
+from wsfast import BinaryMessage, TransportClosed, ServerConnection, TextMessage  # noqa: E402
 from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate  # noqa: E402
 
 
@@ -49,7 +49,7 @@ class Script:
         self.messages = messages
         self.i = 0
         self.errors = 0
-        self.closed: ConnectionClosed | None = None
+        self.closed: TransportClosed | None = None
         self.extensions: tuple = ()
 
     def send_next(self, conn: wsfast.ClientConnection) -> None:
@@ -71,7 +71,7 @@ class Script:
                 self.errors += 1
             self.i += 1
             self.send_next(conn)
-        elif isinstance(event, ConnectionClosed):
+        elif isinstance(event, TransportClosed):
             self.closed = event
 
 

@@ -15,7 +15,7 @@ from wsfast import (
     BinaryMessage,
     ClientConnection,
     CloseReceived,
-    ConnectionClosed,
+    TransportClosed,
     ConnectionFailed,
     HandshakeFailed,
     InvalidState,
@@ -224,7 +224,7 @@ class TestOpeningHandshake:
         c.receive_data(b"HTTP/1.1 101")
         c.receive_eof()
         evs = list(c.events())
-        assert isinstance(evs[0], HandshakeFailed) and isinstance(evs[-1], ConnectionClosed)
+        assert isinstance(evs[0], HandshakeFailed) and isinstance(evs[-1], TransportClosed)
         assert c.state is State.CLOSED
 
 
@@ -476,7 +476,7 @@ class TestClose:
         assert list(c.events()) == [CloseReceived(1000, "")]
         assert c.state is State.CLOSED and not c.close_tcp and c.close_expected()
         c.receive_eof()
-        assert list(c.events()) == [ConnectionClosed(1000, "", True)]
+        assert list(c.events()) == [TransportClosed(1000, "", True)]
         assert not c.close_expected()
 
     def test_server_initiated_close(self):
@@ -542,7 +542,7 @@ class TestClose:
         s = open_server()
         s.receive_eof()
         s.receive_eof()
-        assert list(s.events()) == [ConnectionClosed(1006, "", False)]
+        assert list(s.events()) == [TransportClosed(1006, "", False)]
         assert s.state is State.CLOSED
 
     def test_fail_locally(self):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from wsfast import BinaryMessage, CloseReceived, ConnectionClosed, ServerConnection, TextMessage
+from wsfast import BinaryMessage, CloseReceived, TransportClosed, ServerConnection, TextMessage
 from wsfast.permessage_deflate import ServerPerMessageDeflate
 
 from .helpers import KEY, frame
@@ -305,7 +305,7 @@ def test_client_closes_tcp_itself_when_server_does_not() -> None:
         took = time.monotonic() - t0
         thread.join(TIMEOUT)
     assert 0.4 < took < 3.0
-    assert isinstance(events[-1], ConnectionClosed) and events[-1].code == 1000
+    assert isinstance(events[-1], TransportClosed) and events[-1].code == 1000
 
 
 def test_client_answers_every_message_before_a_close_in_the_same_packet() -> None:
@@ -395,4 +395,4 @@ def test_client_wss(tmp_path: Path) -> None:
         thread.join(TIMEOUT)
     texts = [e.data for e in received if isinstance(e, TextMessage)]
     assert texts == ["over tls"]
-    assert isinstance(received[-1], ConnectionClosed) and received[-1].clean
+    assert isinstance(received[-1], TransportClosed) and received[-1].clean

@@ -48,6 +48,4 @@ def test_events_and_exceptions_reexported():
 
     for mod in (events, exceptions):
         for name in mod.__all__:
-            assert getattr(wsfast, name, None) is getattr(mod, name) or name in {
-                "ConnectionClosed"  # the event; the exception of the same name stays in exceptions
-            }, name
+            assert getattr(wsfast, name, None) is getattr(mod, name), name

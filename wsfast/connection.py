@@ -52,7 +52,7 @@ from ._state import CLOSED, CLOSING, CONNECTING, OPEN, Role, State, transition
 from .events import (
     Accepted,
     CloseReceived,
-    ConnectionClosed,
+    TransportClosed,
     ConnectionFailed,
     Event,
     HandshakeFailed,
@@ -378,7 +378,7 @@ class Connection:
         self.state = transition(self.state, "eof")
         self.close_tcp = True
         self._events.append(
-            ConnectionClosed(self.close_code_received, self.close_reason_received, clean and self.failure is None)
+            TransportClosed(self.close_code_received, self.close_reason_received, clean and self.failure is None)
         )
 
     def _handshake_eof(self) -> None:

@@ -29,7 +29,7 @@ __all__ = [
     "Pong",
     "CloseReceived",
     "ConnectionFailed",
-    "ConnectionClosed",
+    "TransportClosed",
 ]
 
 Headers = Sequence[Tuple[str, str]]
@@ -131,7 +131,7 @@ class ConnectionFailed(Event):
 
 
 @dataclass(slots=True)
-class ConnectionClosed(Event):
+class TransportClosed(Event):
     """The TCP connection ended (``receive_eof``). Always the last event.
 
     ``code``/``reason`` are the close frame the peer sent (1006 if none arrived).

@@ -10,9 +10,17 @@
     ├── HandshakeError           the opening handshake failed (carries an HTTP status hint)
     │   ├── InvalidHandshake     the peer's request/response is malformed or unacceptable
     │   └── NegotiationError     extension/subprotocol negotiation failed
+    │   ├── InvalidStatus        a client got an HTTP status other than 101 (status, headers, body)
+    │   └── OpenTimeout          the opening handshake did not finish in time (also TimeoutError)
+    ├── InvalidURI               not a ws:// or wss:// URI (also ValueError)
+    ├── NetworkError             the TCP/TLS connection could not be opened (cause chained)
+    │   ├── ResolveError         the host name does not resolve
+    │   ├── ConnectRefused       nothing listens there
+    │   └── TLSError             the TLS handshake failed (certificate, hostname, protocol)
+    ├── QueueFull                a bounded command/event queue is full (cross-thread sends)
     └── ConnectionClosed         raised by the IO adapters when the connection is gone
-        ├── ConnectionClosedOK
-        └── ConnectionClosedError
+        ├── ConnectionClosedOK      both close frames exchanged with 1000/1001 (or 1005)
+        └── ConnectionClosedError   anything else: an error code, no close frame, a timeout
 
 Peer faults never escape ``Connection.receive_data``: the engine catches ``ProtocolError``
 in one place, fails the connection with ``exc.code`` and reports a ``ConnectionFailed`` event.
@@ -29,6 +37,14 @@ __all__ = [
     "HandshakeError",
     "InvalidHandshake",
     "NegotiationError",
+    "InvalidStatus",
+    "OpenTimeout",
+    "InvalidURI",
+    "NetworkError",
+    "ResolveError",
+    "ConnectRefused",
+    "TLSError",
+    "QueueFull",
     "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
@@ -87,16 +103,75 @@ class NegotiationError(HandshakeError):
     """Subprotocol or extension parameters cannot be agreed."""
 
 
+class InvalidStatus(HandshakeError):
+    """A client's handshake got an HTTP response other than 101 (e.g. 403, 404, 503)."""
+
+    def __init__(self, status: int, reason: str = "", headers: tuple = (), body: bytes = b"") -> None:
+        text = f"server rejected the WebSocket handshake: HTTP {status} {reason}".rstrip()
+        super().__init__(text, status)
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+
+class OpenTimeout(HandshakeError, TimeoutError):
+    """The TCP connect, TLS handshake or WebSocket handshake did not finish in time."""
+
+    status = 408
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class InvalidURI(WebSocketError, ValueError):
+    """The URI is not a valid ``ws://`` or ``wss://`` URI."""
+
+
+class NetworkError(WebSocketError):
+    """The connection could not be opened; ``__cause__`` is the ``OSError`` behind it."""
+
+
+class ResolveError(NetworkError):
+    """The host name did not resolve (DNS)."""
+
+
+class ConnectRefused(NetworkError):
+    """The TCP connection was refused: nothing listens at that address and port."""
+
+
+class TLSError(NetworkError):
+    """The TLS handshake failed: an unverifiable certificate, a wrong host name, a protocol error."""
+
+
+class QueueFull(WebSocketError):
+    """A bounded queue between threads is full; the command was not queued (retry or drop)."""
+
+
 class ConnectionClosed(WebSocketError):
     """Raised by IO adapters when an operation needs a connection that is closed.
 
-    ``code``/``reason`` are those of the close frame received (1006 if none).
+    ``code``/``reason`` are those of the close frame received (1006 if none arrived);
+    ``sent_code`` is the close code this side sent (None if it sent none). (The engine's
+    event for the end of TCP is ``wsfast.TransportClosed``.)
     """
 
-    def __init__(self, code: int = 1006, reason: str = "") -> None:
-        super().__init__(f"connection closed: {code} {reason}".rstrip())
+    def __init__(self, code: int = 1006, reason: str = "", sent_code: int | None = None) -> None:
+        text = f"connection closed: received {code}"
+        if reason:
+            text += f" ({reason})"
+        if sent_code is not None:
+            text += f", sent {sent_code}"
+        super().__init__(text)
         self.code = code
         self.reason = reason
+        self.sent_code = sent_code
 
 
 class ConnectionClosedOK(ConnectionClosed):

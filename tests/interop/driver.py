@@ -26,7 +26,7 @@ from wsfast import (
     BinaryMessage,
     ClientConnection,
     CloseReceived,
-    ConnectionClosed,
+    TransportClosed,
     ConnectionFailed,
     Event,
     HandshakeFailed,
@@ -150,7 +150,7 @@ class Client:
         self.wire_in = bytearray()
         self.wire_out = bytearray()
         self._inbox: Deque[Event] = collections.deque()
-        self.closed_event: Optional[ConnectionClosed] = None
+        self.closed_event: Optional[TransportClosed] = None
         #: True if we closed TCP ourselves because the server did not in time.
         self.closed_by_timeout = False
         #: The last socket error (a reset by the peer), for diagnostics.
@@ -189,7 +189,7 @@ class Client:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        self.conn.receive_eof()  # idempotent; yields ConnectionClosed if not yet reported
+        self.conn.receive_eof()  # idempotent; yields TransportClosed if not yet reported
         self._take_events()
 
     def _take_events(self) -> None:
@@ -197,7 +197,7 @@ class Client:
         for event in self.conn.events():
             self.events.append(event)
             self._inbox.append(event)
-            if isinstance(event, ConnectionClosed):
+            if isinstance(event, TransportClosed):
                 self.closed_event = event
             self._write()
         if self.sock is not None and self.conn.close_tcp:
@@ -254,7 +254,7 @@ class Client:
         self.conn.send_binary(data, fin, **kw)
         self._flush()
 
-    def wait_closed(self, timeout: Optional[float] = None) -> ConnectionClosed:
+    def wait_closed(self, timeout: Optional[float] = None) -> TransportClosed:
         """Run until TCP is closed; close it ourselves if the server does not do so in time
         after the closing handshake (RFC 6455 §7.1.1)."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -269,7 +269,7 @@ class Client:
         assert self.closed_event is not None
         return self.closed_event
 
-    def close(self, code: int = 1000, reason: str = "", timeout: Optional[float] = None) -> ConnectionClosed:
+    def close(self, code: int = 1000, reason: str = "", timeout: Optional[float] = None) -> TransportClosed:
         """Start the closing handshake and run it to the end."""
         self.conn.close(code, reason)
         self._flush()

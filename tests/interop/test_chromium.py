@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 
-from wsfast import BinaryMessage, CloseReceived, ConnectionClosed, Pong, Request, ServerConnection, TextMessage
+from wsfast import BinaryMessage, CloseReceived, TransportClosed, Pong, Request, ServerConnection, TextMessage
 from wsfast.permessage_deflate import ServerPerMessageDeflate
 
 from .common import deflate_of, params_of
@@ -121,6 +121,6 @@ def test_chromium_client_to_wsfast_server(chromium, tmp_path):
         # The page closed with 1000 "done"; the server echoed it and closed TCP: clean.
         assert session.first(CloseReceived) == CloseReceived(1000, "done"), where
         assert session.conn.close_code_sent == 1000, where
-        closed = session.first(ConnectionClosed)
+        closed = session.first(TransportClosed)
         assert closed is not None and closed.clean, (where, session.events[-3:])
         assert not session.timed_out, where

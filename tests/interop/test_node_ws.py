@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsfast import Accepted, CloseReceived, ConnectionClosed, Ping, ServerConnection
+from wsfast import Accepted, CloseReceived, TransportClosed, Ping, ServerConnection
 from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
 
 from .common import (
@@ -138,7 +138,7 @@ def test_node_ws_server_closes_wsfast_client(node):
             event = client.next_event()
             assert event == CloseReceived(4002, "node server bye ✓")
             closed = client.wait_closed()
-            assert closed == ConnectionClosed(4002, "node server bye ✓", True)
+            assert closed == TransportClosed(4002, "node server bye ✓", True)
             assert not client.closed_by_timeout
             assert client.conn.close_code_sent == 4002  # the engine echoed the code
         close = server.expect("close")
@@ -257,7 +257,7 @@ def test_node_ws_client_to_wsfast_server(node, case):
     assert session.first(CloseReceived) == CloseReceived(4001, "node client bye ✓")
     assert session.conn.close_code_sent == 4001
     assert result["close"] == {"code": 4001, "reason": ""}  # wsfast echoes the code only
-    closed = session.first(ConnectionClosed)
+    closed = session.first(TransportClosed)
     assert closed is not None and closed.clean, session.events[-3:]
     assert not session.timed_out
 
@@ -277,6 +277,6 @@ def test_wsfast_server_closes_node_ws_client(node):
     assert session.conn.close_code_sent == 4002
     # ws answers with the code and reason it received.
     assert session.first(CloseReceived) == CloseReceived(4002, "wsfast server bye ✓")
-    closed = session.first(ConnectionClosed)
+    closed = session.first(TransportClosed)
     assert closed is not None and closed.clean
     assert not session.timed_out

@@ -19,7 +19,7 @@ from websockets.extensions.permessage_deflate import (
 from websockets.sync.client import connect
 
 from wsfast import Accepted, CloseReceived, Ping, Pong, ServerConnection
-from wsfast import ConnectionClosed as Closed
+from wsfast import TransportClosed as Closed
 from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
 
 from .common import (
