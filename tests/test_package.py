@@ -10,6 +10,9 @@ import wsfast
 
 PKG = Path(wsfast.__file__).parent
 FORBIDDEN = {"socket", "selectors", "threading", "ssl", "time", "asyncio", "select"}
+#: Top-level modules of the adapter layer (they own IO); everything else at the top level is
+#: the engine or its kernels. Subpackages (sync/, clients/, loop/, asyncio/) are adapters too.
+ADAPTER_MODULES = {"_net", "_options", "_modes", "handler", "cli", "__main__", "uvicorn"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -29,9 +32,22 @@ def imported_modules(path: Path) -> set[str]:
 def test_engine_is_sans_io():
     sources = sorted([*PKG.glob("*.py"), *PKG.glob("*.pyx"), *PKG.glob("*.pxd")])
     assert any(p.name == "connection.py" for p in sources)
-    for path in sources:
+    engine = [p for p in sources if p.stem not in ADAPTER_MODULES]
+    for path in engine:
         bad = imported_modules(path) & FORBIDDEN
         assert not bad, f"{path.name} imports {sorted(bad)}: the engine must stay sans-IO"
+
+
+def test_engine_does_not_import_adapters():
+    """Imports only point down: no engine module imports an adapter module."""
+    adapters = ADAPTER_MODULES | {"sync", "clients", "loop", "asyncio"}
+    for path in sorted(PKG.glob("*.py")):
+        if path.stem in ADAPTER_MODULES:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                assert node.module.split(".")[0] not in adapters, f"{path.name} imports .{node.module}"
 
 
 def test_all_is_exact():
