@@ -11,6 +11,11 @@ WSFAST_CYTHON_TRACE=1 builds with line tracing (coverage of .pyx code);
 WSFAST_ANNOTATE=1 writes cython -a HTML next to each .pyx.
 ZLIB_ROOT=<prefix> links _inflate against the zlib in <prefix>/include and <prefix>/lib
 (needed on Windows; see zlib_options()).
+ZLIBNG_ROOT=<prefix> also builds wsfast._inflate_ng: the same deflate kernel against a static
+zlib-ng (native API) in <prefix>/include and <prefix>/lib, carried inside the extension, so
+the wheel needs no zlib-ng at run time (scripts/build_zlibng.sh makes the prefix). Without
+it, the zlib-ng backend comes from the optional `zlib-ng` package, if installed.
+WSFAST_BUILD_ONLY=_inflate,_inflate_ng builds only the named extensions (development).
 """
 
 import os
@@ -30,6 +35,11 @@ if platform.python_implementation() != "CPython" and MODE == "auto":
 KERNELS = ["_mask", "_utf8", "_inflate", "_frame"]
 #: Pure-Python modules that are also compiled: compiled name -> source file.
 PURE_COMPILED = {"_parser_c": "_parser.py", "_messages_c": "_messages.py"}
+#: The deflate kernel compiled a second time, against zlib-ng (see zlibng_options()).
+ZLIBNG_ROOT = os.environ.get("ZLIBNG_ROOT")
+if ZLIBNG_ROOT:
+    PURE_COMPILED["_inflate_ng"] = "_inflate.pyx"
+ONLY = [n for n in os.environ.get("WSFAST_BUILD_ONLY", "").split(",") if n]
 
 
 class OptionalBuildExt(build_ext):
@@ -84,8 +94,11 @@ def extensions():
                               **(zlib_options() if name == "_inflate" else {})))
     # Pure-Python modules compiled as they are, under another name (see compile_pure).
     for name, source in PURE_COMPILED.items():
+        opts = zlibng_options(macros) if name == "_inflate_ng" else {"define_macros": macros}
         exts.append(Extension(f"wsfast.{name}", [os.path.join("wsfast", source)],
-                              define_macros=macros, extra_compile_args=args))
+                              extra_compile_args=args, **opts))
+    if ONLY:
+        exts = [e for e in exts if e.name.split(".")[-1] in ONLY]
     return exts
 
 
@@ -93,7 +106,7 @@ def cythonize_all(exts):
     from Cython.Build import cythonize
 
     trace = os.environ.get("WSFAST_CYTHON_TRACE") == "1"
-    pyx = [e for e in exts if e.sources[0].endswith(".pyx")]
+    pyx = [e for e in exts if e.name.split(".")[-1] not in PURE_COMPILED]
     translated = cythonize(pyx, compiler_directives={"language_level": "3", "linetrace": trace},
                            annotate=os.environ.get("WSFAST_ANNOTATE") == "1")
     # Keep the Extension objects build_ext has finalized; only their sources change.
@@ -122,11 +135,25 @@ def zlib_options():
     return opts
 
 
+def zlibng_options(macros):
+    """How _inflate_ng links zlib-ng: statically, from ZLIBNG_ROOT (a prefix with
+    include/zlib-ng.h and lib/libz-ng.a, or lib/zlib-ng.lib on Windows), with WSFAST_ZLIB_NG
+    defined so wsfast/_zapi.h maps the kernel's calls to the zng_* API. On Linux the archive's
+    symbols stay out of the extension's exports."""
+    lib = os.path.join(ZLIBNG_ROOT, "lib", "zlib-ng.lib" if os.name == "nt" else "libz-ng.a")
+    opts = {"include_dirs": [os.path.join(ZLIBNG_ROOT, "include")], "extra_objects": [lib],
+            "define_macros": macros + [("WSFAST_ZLIB_NG", "1")]}
+    if sys.platform.startswith("linux"):
+        opts["extra_link_args"] = ["-Wl,--exclude-libs,ALL"]
+    return opts
+
+
 def compile_pure(name, source, trace):
     """Compile wsfast/<source> (pure Python) *as* wsfast.<name>, typed by wsfast/<name>.pxd.
 
     One readable implementation, two builds (the aiohttp reader_py/reader_c technique).
-    Always regenerated, so an edit to the .pxd alone is never missed.
+    Always regenerated, so an edit to the .pxd alone is never missed. Also compiles a .pyx
+    under a second name (_inflate.pyx as _inflate_ng).
     """
     import subprocess
 

@@ -36,6 +36,21 @@ for section in 12 13; do
     for n in 9 10 14 15 16 17 18; do BIG+=(-x "$section.*.$n"); done
 done
 
+# The adapters (python -m wsfast echo-server --mode ..., and each client mode driving an echo
+# Handler) share the engine measured above, so they run a selection that exercises what an
+# adapter can get wrong (sections 1-10: fragmentation, pings, 4-16 MiB messages, close
+# handshakes, UTF-8 in pieces) plus the smallest 12.x/13.x sizes (x.y.1-x.y.3: every
+# negotiation variant over the adapter's compression path): 301 + 36 cases each, compiled;
+# sections 1-10 on the Python twins for the blocking and loop adapters. Full runs of every
+# adapter on both builds: run_all.sh.
+ADAPTER_SEL=()
+for section in 12 13; do
+    for n in $(seq 4 18); do ADAPTER_SEL+=(-x "$section.*.$n"); done
+done
+ADAPTER_SERVERS="blocking sync-recv loop asyncio uvicorn"
+ADAPTER_CLIENTS="blocking nonblocking blocking-handler background loop asyncio"
+ADAPTER_PY="blocking loop"
+
 # Two lanes side by side, each logging to a file; the logs are shown when both are done.
 # Times measured 2026-12-02 on a 2-core VM where the full suite takes 13 min (server) and
 # 22 min (client):
@@ -48,11 +63,25 @@ lane_a() {
     "$PYTHON" autobahn/server.py --server main --impl cython -p 2 "${BIG[@]}" --timeout 900 || s=1
     "$PYTHON" autobahn/server.py --server main --impl python -x '12.*' -x '13.*' --timeout 240 || s=1
     "$PYTHON" autobahn/client.py --client main --impl python -x '12.*' -x '13.*' --timeout 240 || s=1
+    for name in $ADAPTER_SERVERS; do
+        "$PYTHON" autobahn/server.py --server "$name" --impl cython "${ADAPTER_SEL[@]}" --timeout 300 || s=1
+    done
+    for name in $ADAPTER_PY; do
+        "$PYTHON" autobahn/server.py --server "$name" --impl python -x '12.*' -x '13.*' --timeout 240 || s=1
+    done
     return $s
 }
 lane_b() {
+    local s=0
     set -x
-    "$PYTHON" autobahn/client.py --client main --impl cython "${BIG[@]}" --timeout 900
+    "$PYTHON" autobahn/client.py --client main --impl cython "${BIG[@]}" --timeout 900 || s=1
+    for name in $ADAPTER_CLIENTS; do
+        "$PYTHON" autobahn/client.py --client "$name" --impl cython "${ADAPTER_SEL[@]}" --timeout 300 || s=1
+    done
+    for name in $ADAPTER_PY; do
+        "$PYTHON" autobahn/client.py --client "$name" --impl python -x '12.*' -x '13.*' --timeout 240 || s=1
+    done
+    return $s
 }
 lane_a > "$REPORTS/ci-lane-a.log" 2>&1 &
 pid_a=$!
@@ -63,6 +92,9 @@ wait "$pid_b" || status=1
 for log in "$REPORTS/ci-lane-a.log" "$REPORTS/ci-lane-b.log"; do echo "--- $log"; cat "$log"; done
 
 RUNS="$REPORTS/server-main-cython $REPORTS/client-main-cython $REPORTS/server-main-python $REPORTS/client-main-python"
+for name in $ADAPTER_SERVERS; do RUNS="$RUNS $REPORTS/server-$name-cython"; done
+for name in $ADAPTER_CLIENTS; do RUNS="$RUNS $REPORTS/client-$name-cython"; done
+for name in $ADAPTER_PY; do RUNS="$RUNS $REPORTS/server-$name-python $REPORTS/client-$name-python"; done
 echo "+ check"
 "$PYTHON" autobahn/check.py $RUNS || status=1
 "$PYTHON" autobahn/report.py --stdout $RUNS || status=1

@@ -55,8 +55,14 @@ CLIENTS: Dict[str, tuple] = {
         "permessage-deflate offered, 16 MiB messages",
         ["{python}", "autobahn/client.py", "--drive", "{url}", "--agent", "{agent}"],
     ),
-    # Later: "blocking" (wsfast's blocking adapter), "selector" (the selector adapter).
 }
+
+#: Every client adapter, as a ``wsfast._modes`` mode driving one echo ``Handler``.
+for _mode in ("blocking", "nonblocking", "blocking-handler", "background", "loop", "asyncio", "uvloop"):
+    CLIENTS[_mode] = (
+        f"the {_mode} mode (wsfast._modes) with an echo Handler, permessage-deflate offered, 16 MiB messages",
+        ["{python}", "autobahn/client.py", "--drive", "{url}", "--agent", "{agent}", "--drive-mode", _mode],
+    )
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -137,6 +143,64 @@ def drive(base_url: str, agent: str) -> int:
     return 0
 
 
+def drive_mode(base_url: str, agent: str, mode_name: str) -> int:
+    """Drive every case with ``mode_name``'s client running an echo ``Handler``."""
+    import wsfast
+    from wsfast._modes import get_mode
+    from wsfast._options import ClientOptions
+    from wsfast.handler import Handler
+    from wsfast.permessage_deflate import ClientPerMessageDeflate
+
+    mode = get_mode(mode_name)
+
+    class Echo(Handler):
+        def on_text(self, ws, data):
+            if ws.is_open:
+                ws.send_text(data)
+
+        def on_binary(self, ws, data):
+            if ws.is_open:
+                ws.send_binary(data)
+
+    class Collect(Handler):
+        def __init__(self):
+            self.texts: List[str] = []
+            self.error = None
+
+        def on_text(self, ws, data):
+            self.texts.append(data)
+
+        def on_error(self, ws, exc):
+            self.error = exc
+
+    def options(deflate: bool) -> ClientOptions:
+        compression = (ClientPerMessageDeflate(client_no_context_takeover=True, client_max_window_bits=True)
+                       if deflate else None)
+        return ClientOptions(compression=compression, max_size=MAX_SIZE, ping_interval=None,
+                             open_timeout=CASE_TIMEOUT, close_timeout=CASE_TIMEOUT)
+
+    counter = Collect()
+    mode.run_client(base_url + "/getCaseCount", counter, options(False))
+    if len(counter.texts) != 1 or not counter.texts[0].isdigit():
+        print(f"driver: /getCaseCount answered {counter.texts!r} ({counter.error!r})", file=sys.stderr)
+        return 1
+    count = int(counter.texts[0])
+    print(f"driver: wsfast {wsfast.__version__} ({wsfast._speedups.IMPLEMENTATION}), mode {mode_name}, "
+          f"{count} cases, agent {agent}", flush=True)
+    agent_q = quote(agent, safe="")
+    started = time.monotonic()
+    for i in range(1, count + 1):
+        t0 = time.monotonic()
+        mode.run_client(f"{base_url}/runCase?case={i}&agent={agent_q}", Echo(), options(True))
+        took = time.monotonic() - t0
+        if took > 5.0:
+            print(f"driver: case {i} took {took:.1f} s", flush=True)
+        if i % 50 == 0 or i == count:
+            print(f"driver: {i}/{count} cases, {time.monotonic() - started:.0f} s", flush=True)
+    mode.run_client(f"{base_url}/updateReports?agent={agent_q}", Collect(), options(False))
+    return 0
+
+
 # ---------------------------------------------------------------------------- the runner
 
 
@@ -157,8 +221,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--drive", metavar="URL",
                         help="be the main client: drive the fuzzingserver at URL (ws://host:port)")
     parser.add_argument("--agent", default="wsfast", help="agent name reported to kosoku (--drive)")
+    parser.add_argument("--drive-mode", metavar="MODE", help="with --drive: use this wsfast._modes client mode")
     args = parser.parse_args(argv)
 
+    if args.drive and args.drive_mode:
+        return drive_mode(args.drive.rstrip("/"), args.agent, args.drive_mode)
     if args.drive:
         return drive(args.drive.rstrip("/"), args.agent)
     if args.list:

@@ -41,8 +41,31 @@ SERVERS: Dict[str, tuple] = {
         ["{python}", "examples/echo_server.py", "--host", "{host}", "--port", "{port}",
          "--deflate", "--max-size", str(MAX_SIZE)],
     ),
-    # Later: "blocking" (wsfast's blocking adapter), "selector" (the selector adapter).
 }
+
+#: Every adapter with a server, run through the CLI (``python -m wsfast echo-server --mode``):
+#: the same echo handler on each. Compression is on (the CLI's default), keepalive off.
+for _mode, _what in (
+    ("blocking", "wsfast.sync: one thread per connection, recv on the caller's thread"),
+    ("loop", "wsfast.loop: the selector event loop, every connection on one thread"),
+    ("asyncio", "wsfast.asyncio: BufferedProtocol on the default asyncio loop"),
+    ("uvloop", "wsfast.asyncio on uvloop"),
+):
+    SERVERS[_mode] = (
+        f"python -m wsfast echo-server --mode {_mode}: {_what}",
+        ["{python}", "-m", "wsfast", "echo-server", "--mode", _mode, "--host", "{host}", "--port", "{port}",
+         "--max-size", str(MAX_SIZE), "--ping-interval", "0"],
+    )
+SERVERS["sync-recv"] = (
+    "examples/sync_echo_server.py: wsfast.sync.serve with `for message in ws: ws.send(message)`",
+    ["{python}", "examples/sync_echo_server.py", "--host", "{host}", "--port", "{port}", "--max-size", str(MAX_SIZE)],
+)
+SERVERS["uvicorn"] = (
+    "an ASGI echo app (autobahn/asgi_echo.py) under uvicorn with --ws wsfast.uvicorn:WSFastProtocol",
+    ["{python}", "-m", "uvicorn", "--app-dir", "autobahn", "asgi_echo:app", "--host", "{host}", "--port", "{port}",
+     "--ws", "wsfast.uvicorn:WSFastProtocol", "--ws-max-size", str(MAX_SIZE), "--ws-ping-interval", "0",
+     "--log-level", "warning"],
+)
 
 #: Measured on the 2-core CI machine (AUTOBAHN.md and autobahn/README.md): -p 2 finishes the
 #: full suite in about half the time of -p 1 against the main server.

@@ -1,4 +1,4 @@
-"""Memory per idle permessage-deflate connection: wsfast vs websockets.
+"""Memory per idle permessage-deflate connection: wsfast (on each deflate backend) vs websockets.
 
 For each setting, builds N extension objects (one per simulated connection), sends one
 compressed message and receives one compressed message on each (so compressor and inflater
@@ -12,7 +12,11 @@ message buffers, and reports the memory still held per connection:
 * ``rss``: growth of the resident set per connection (pages actually touched; zlib leaves
   parts of its buffers untouched after one small message, so this can be below ``alloc``).
 
-Run: ``python benchmarks/bench_pmd_memory.py [-n 1000] [--markdown]``.
+wsfast is measured on each deflate backend that is importable (zlib: ``wsfast._inflate`` or
+its twin; zlib-ng: ``wsfast._inflate_ng`` or the twin on the `zlib-ng` package), by giving
+the extension objects that backend's ``Inflater`` and ``Deflater`` while they are built.
+
+Run: ``python benchmarks/bench_pmd_memory.py [-n 1000] [--markdown] [--bits 9,12,15]``.
 """
 
 from __future__ import annotations
@@ -30,13 +34,56 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def _load_wsfast():
-    """Import wsfast.permessage_deflate; say which Inflater build is measured."""
+    """Import wsfast.permessage_deflate; say which kernel build is measured."""
     try:
         from wsfast import permessage_deflate as pmd
         from wsfast._speedups import IMPLEMENTATION
     except ImportError as exc:  # a kernel is not built / not written yet
         sys.exit(f"cannot import wsfast kernels ({exc}); build them first")
     return pmd, IMPLEMENTATION
+
+
+def _backends(impl: str) -> dict:
+    """backend name -> (Inflater, Deflater, description), for each importable backend."""
+    out = {}
+    if impl == "cython":
+        from wsfast import _inflate
+
+        out["zlib"] = (_inflate.Inflater, _inflate.Deflater, f"compiled, zlib {_inflate.LIBRARY_VERSION}")
+        try:
+            from wsfast import _inflate_ng
+
+            out["zlib-ng"] = (_inflate_ng.Inflater, _inflate_ng.Deflater,
+                              f"compiled, zlib-ng {_inflate_ng.LIBRARY_VERSION}")
+        except ImportError:
+            pass
+    else:
+        from wsfast import _inflate_py
+
+        out["zlib"] = (_inflate_py.Inflater, _inflate_py.Deflater, f"python, zlib {_inflate_py.LIBRARY_VERSION}")
+    if "zlib-ng" not in out:
+        try:
+            from wsfast._inflate_py import zlib_ng_classes
+
+            inflater, deflater, version = zlib_ng_classes()
+            out["zlib-ng"] = (inflater, deflater, f"python on the zlib-ng package, zlib-ng {version}")
+        except ImportError:
+            pass
+    return out
+
+
+class _Backend:
+    """Give pmd a backend's classes while the measured objects are built."""
+
+    def __init__(self, pmd, classes) -> None:
+        self.pmd, self.classes = pmd, classes
+
+    def __enter__(self) -> None:
+        self.saved = self.pmd.Inflater, self.pmd.Deflater
+        self.pmd.Inflater, self.pmd.Deflater = self.classes[0], self.classes[1]
+
+    def __exit__(self, *exc) -> None:
+        self.pmd.Inflater, self.pmd.Deflater = self.saved
 
 
 def _rss() -> int:
@@ -120,6 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="connections per setting")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--bits", help="comma-separated window bits (default 8-15)")
+    parser.add_argument("--mem", default="5,8", help="comma-separated memLevels (default 5,8)")
     args = parser.parse_args()
 
     pmd, impl = _load_wsfast()
@@ -130,40 +179,47 @@ def main() -> None:
     except ImportError:
         ws_version = None
 
-    _measure(wsfast_maker(pmd, 15, 8, False), args.n)  # warm up the allocator's arenas
+    backends = _backends(impl)
+    bits_list = [int(b) for b in args.bits.split(",")] if args.bits else list(range(8, 16))
+    mem_list = [int(m) for m in args.mem.split(",")]
+    with _Backend(pmd, backends["zlib"]):
+        _measure(wsfast_maker(pmd, 15, 8, False), args.n)  # warm up the allocator's arenas
     rows = []
     for nct in (False, True):
-        for mem_level in (5, 8):
-            for bits in range(8, 16):
-                a, r = _measure(wsfast_maker(pmd, bits, mem_level, nct), args.n)
-                row = {"bits": bits, "mem": mem_level, "nct": nct, "wsfast": (a, r), "websockets": None}
+        for mem_level in mem_list:
+            for bits in bits_list:
+                row = {"bits": bits, "mem": mem_level, "nct": nct, "websockets": None}
+                for name, classes in backends.items():
+                    with _Backend(pmd, classes):
+                        row[name] = _measure(wsfast_maker(pmd, bits, mem_level, nct), args.n)
                 if ws_version is not None and bits >= 9:
                     row["websockets"] = _measure(websockets_maker(bits, mem_level, nct), args.n)
                 rows.append(row)
 
     print(f"# memory per idle compressed connection, n={args.n}, after one ~300-byte JSON message each way")
-    print(f"# CPython {sys.version.split()[0]}, zlib {zlib.ZLIB_RUNTIME_VERSION}, wsfast Inflater: {impl}, "
-          f"websockets {ws_version or 'not installed'}")
+    print(f"# CPython {sys.version.split()[0]}, websockets {ws_version or 'not installed'} (zlib "
+          f"{zlib.ZLIB_RUNTIME_VERSION}); wsfast backends: "
+          + "; ".join(f"{k} = {v[2]}" for k, v in backends.items()))
     print("# bits = window bits both ways; mem = memLevel; nct = no_context_takeover both ways;")
     print("# websockets' own defaults are bits=12 (server), mem=5, nct=no")
-    print("# both Inflater builds allocate zlib's state and window through PyMem_RawCalloc: tracemalloc sees all")
-    kib = lambda v: f"{v / 1024:7.1f}"  # noqa: E731
+    print("# the compiled kernels allocate the library's state and window through PyMem_RawCalloc, and")
+    print("# CPython's zlib and the zlib-ng package through PyMem_RawMalloc: tracemalloc sees all")
+    kib = lambda v: f"{v / 1024:.1f}"  # noqa: E731
+    names = list(backends) + ["websockets"]
+    cols = [f"{n} alloc KiB" for n in names] + [f"{n} rss KiB" for n in names]
     if args.markdown:
-        print("| bits | mem | nct | wsfast alloc KiB | wsfast rss KiB | websockets alloc KiB | websockets rss KiB |")
-        print("|---:|---:|:---:|---:|---:|---:|---:|")
+        print("| bits | mem | nct | " + " | ".join(cols) + " |")
+        print("|---:|---:|:---:|" + "---:|" * len(cols))
     else:
-        print(f"{'bits':>4} {'mem':>3} {'nct':>3} | {'wsfast alloc':>12} {'rss':>7} | {'websockets alloc':>16} {'rss':>7}  (KiB)")
+        print(f"{'bits':>4} {'mem':>3} {'nct':>3} | " + " ".join(f"{c:>21}" for c in cols))
     for row in rows:
-        wa, wr = row["wsfast"]
-        if row["websockets"] is None:
-            oa = orr = "      -"
-        else:
-            oa, orr = kib(row["websockets"][0]), kib(row["websockets"][1])
+        vals = [row[n] for n in names]
+        cells = [kib(v[0]) if v else "-" for v in vals] + [kib(v[1]) if v else "-" for v in vals]
         nct = "yes" if row["nct"] else "no"
         if args.markdown:
-            print(f"| {row['bits']} | {row['mem']} | {nct} | {kib(wa).strip()} | {kib(wr).strip()} | {oa.strip()} | {orr.strip()} |")
+            print(f"| {row['bits']} | {row['mem']} | {nct} | " + " | ".join(cells) + " |")
         else:
-            print(f"{row['bits']:>4} {row['mem']:>3} {nct:>3} | {kib(wa):>12} {kib(wr)} | {oa:>16} {orr}")
+            print(f"{row['bits']:>4} {row['mem']:>3} {nct:>3} | " + " ".join(f"{c:>21}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def check_kernels() -> None:
     assert bytes(buf) == _mask_py.apply_mask(data, mask, 1)
 
     samples = [
-        "plain ascii".encode(), "h\u00e9llo w\u00f6rld \u20ac \U0001f600".encode(),
+        b"plain ascii", "h\u00e9llo w\u00f6rld \u20ac \U0001f600".encode(),
         b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", b"ok\xffno",
     ]
     for sample in samples:
@@ -114,8 +114,15 @@ def check_kernels() -> None:
 
 def check_engine() -> None:
     from wsfast import (
-        Accepted, BinaryMessage, ClientConnection, CloseReceived, Ping, Pong, Request,
-        ServerConnection, TextMessage,
+        Accepted,
+        BinaryMessage,
+        ClientConnection,
+        CloseReceived,
+        Ping,
+        Pong,
+        Request,
+        ServerConnection,
+        TextMessage,
     )
     from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
 

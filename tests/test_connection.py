@@ -15,7 +15,6 @@ from wsfast import (
     BinaryMessage,
     ClientConnection,
     CloseReceived,
-    TransportClosed,
     ConnectionFailed,
     HandshakeFailed,
     InvalidState,
@@ -26,6 +25,7 @@ from wsfast import (
     ServerConnection,
     State,
     TextMessage,
+    TransportClosed,
 )
 
 from .helpers import KEY, MASK, chunkings, feed, frame, mask_bytes, open_client, open_server, out, pair, transfer
@@ -112,6 +112,7 @@ class TestOpeningHandshake:
         assert b"Sec-WebSocket-Protocol: b\r\n" in resp and b"X-Server: wsfast\r\n" in resp
 
     def test_frames_after_request_are_kept_until_accept(self):
+        # The Request answered after the iteration: the frames come with the next call.
         c = ClientConnection("h", key=KEY)
         s = ServerConnection()
         data = out(c) + frame(0x1, b"early")
@@ -119,6 +120,66 @@ class TestOpeningHandshake:
         assert [type(e) for e in s.events()] == [Request]
         s.accept()
         assert list(s.events()) == [TextMessage("early")]
+
+    @pytest.mark.parametrize("split", [False, True])
+    def test_frames_with_the_request_are_delivered_in_the_same_iteration(self, split):
+        # Issue 10 item 1: the documented loop (accept() on Request, answer each message)
+        # answers frames that arrived with the handshake in the same iteration, exactly as
+        # if they had arrived after it: the 101, then the same frames an open server sends.
+        frames_in = frame(0x1, b"early") + frame(0x2, b"b") + frame(0x9, b"p") + close_frame_bytes(1000, True)
+
+        def echo_loop(s, chunks):
+            seen, wire = [], b""
+            for ch in chunks:
+                s.receive_data(ch)
+                for ev in s.events():
+                    seen.append(ev)
+                    if isinstance(ev, Request):
+                        s.accept()
+                    elif isinstance(ev, TextMessage):
+                        s.send_text(ev.data)
+                    elif isinstance(ev, BinaryMessage):
+                        s.send_binary(ev.data)
+                wire += out(s)
+            return seen, wire
+
+        data = out(ClientConnection("h", key=KEY)) + frames_in
+        s = ServerConnection()
+        seen, wire = echo_loop(s, [data[:40], data[40:]] if split else [data])
+        assert [type(e) for e in seen] == [Request, TextMessage, BinaryMessage, Ping, CloseReceived]
+        head, _, frames = wire.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        # Auto-pongs are queued as the ping is parsed (before the replies the application
+        # writes for the events of that read), the echoes in order, the close echo last.
+        assert frames == b"\x8a\x01p" + b"\x81\x05early" + b"\x82\x01b" + b"\x88\x02\x03\xe8"
+        assert frames == echo_loop(open_server(), [frames_in])[1]
+        assert s.state is State.CLOSED and s.close_tcp
+
+    def test_frames_with_the_request_then_a_fault(self):
+        c = ClientConnection("h", key=KEY)
+        s = ServerConnection()
+        s.receive_data(out(c) + frame(0x1, b"ok") + frame(0x3, b""))
+        seen = []
+        for ev in s.events():
+            seen.append(ev)
+            if isinstance(ev, Request):
+                s.accept()
+            elif isinstance(ev, TextMessage):
+                s.send_text(ev.data)
+        assert [type(e) for e in seen] == [Request, TextMessage, ConnectionFailed]
+        assert out(s).partition(b"\r\n\r\n")[2][:4] == b"\x81\x02ok"
+        assert s.state is State.CLOSED
+
+    def test_frames_with_the_request_and_reject(self):
+        c = ClientConnection("h", key=KEY)
+        s = ServerConnection()
+        s.receive_data(out(c) + frame(0x1, b"early"))
+        seen = []
+        for ev in s.events():
+            seen.append(ev)
+            s.reject(403)
+        assert [type(e) for e in seen] == [Request]
+        assert out(s).startswith(b"HTTP/1.1 403 Forbidden\r\n")
 
     def test_frames_after_101_in_same_buffer(self):
         c = ClientConnection("h", key=KEY)
@@ -438,7 +499,9 @@ class TestPingPong:
 class TestClose:
     """5.5.1 Close; 7. Closing the Connection."""
 
-    @pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999])
+    @pytest.mark.parametrize(
+        "code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999]
+    )
     def test_valid_codes_are_echoed(self, code):
         s = open_server()
         evs = feed(s, [frame(0x8, code.to_bytes(2, "big") + b"bye")])
@@ -783,3 +846,272 @@ class TestCompressedThroughTheParser:
             assert evs[0] == TextMessage("Hello")
             failed_with(evs, code)
             assert out(s) == self.close_frame(code, reason)
+
+
+# ---------------------------------------------------------------- issue 10: error responses
+
+
+_GOOD_HEADERS = (
+    b"Host: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+def _text_response(head: bytes, body: bytes) -> bytes:
+    return head + b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body)
+
+
+@pytest.mark.parametrize(
+    "request_bytes, response",
+    [
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            _text_response(b"HTTP/1.1 400 Bad Request\r\n", b"missing Upgrade header (RFC 6455 \xc2\xa74.2.1 item 3)\n")
+            + b"Connection: close\r\n\r\nmissing Upgrade header (RFC 6455 \xc2\xa74.2.1 item 3)\n",
+        ),
+        (
+            b"POST / HTTP/1.1\r\n" + _GOOD_HEADERS + b"Sec-WebSocket-Version: 13\r\n\r\n",
+            b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: 75\r\nConnection: close\r\n\r\n"
+            b"method POST not allowed: a WebSocket handshake is a GET (RFC 6455 \xc2\xa74.2.1)\n",
+        ),
+        (
+            b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\n" + _GOOD_HEADERS + b"\r\n",
+            b"HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 41\r\n"
+            b"Connection: close\r\n\r\nrequest line too long: 8214 bytes > 8192\n",
+        ),
+        (
+            b"GET / HTTP/1.1\r\n" + _GOOD_HEADERS + b"Sec-WebSocket-Version: 8\r\n\r\n",
+            b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 79\r\nConnection: Upgrade, close\r\n\r\n"
+            b"unsupported Sec-WebSocket-Version '8': only 13 is supported (RFC 6455 \xc2\xa74.2.2)\n",
+        ),
+        (
+            b"GET / HTTP/1.1\r\n" + _GOOD_HEADERS + b"X: " + b"a" * 9000 + b"\r\n\r\n",
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: 88\r\nConnection: close\r\n\r\n"
+            b"header line too long: 9003 bytes > 8192: b'X: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'...\n",
+        ),
+        (
+            b"GET / HTTP/1.0\r\n" + _GOOD_HEADERS + b"Sec-WebSocket-Version: 13\r\n\r\n",
+            b"HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: 91\r\nConnection: close\r\n\r\n"
+            b"HTTP version HTTP/1.0 not supported: a WebSocket handshake needs HTTP/1.1 (RFC 6455 \xc2\xa74.1)\n",
+        ),
+    ],
+    ids=["400", "405", "414", "426", "431", "505"],
+)
+def test_error_responses_exact_bytes(request_bytes, response):
+    """Issue 10 item 2: every status the engine sends carries what RFC 9110 / 6455 require
+    (405: Allow; 426: Upgrade + Connection upgrade + Sec-WebSocket-Version; all: Content-Type
+    for the body, Content-Length, Connection: close)."""
+    for chunks in ([request_bytes], [request_bytes[:7], request_bytes[7:]]):
+        s = ServerConnection()
+        evs = feed(s, chunks)
+        assert isinstance(evs[0], HandshakeFailed) and evs[0].status == int(response[9:12])
+        assert out(s) == response
+        assert s.close_tcp
+
+
+@pytest.mark.parametrize(
+    "status, kwargs, response",
+    [
+        (403, {"body": b"no"}, b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Content-Length: 2\r\nConnection: close\r\n\r\nno"),
+        (404, {}, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        (401, {"headers": [("WWW-Authenticate", 'Basic realm="ws"')]},
+         b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="ws"\r\nContent-Length: 0\r\n'
+         b"Connection: close\r\n\r\n"),
+        (405, {}, b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        (426, {"headers": [("Sec-WebSocket-Version", "13")]},
+         b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+         b"Content-Length: 0\r\nConnection: Upgrade, close\r\n\r\n"),
+        (503, {"headers": [("Retry-After", "5"), ("Content-Type", "application/json")], "body": b"{}"},
+         b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
+         b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"),
+        (204, {}, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"),
+    ],
+)
+def test_reject_exact_bytes(status, kwargs, response):
+    s = ServerConnection()
+    s.receive_data(out(ClientConnection("h", key=KEY)))
+    list(s.events())
+    s.reject(status, **kwargs)
+    assert out(s) == response
+    assert s.close_tcp and s.state is State.CLOSED
+
+
+@pytest.mark.parametrize("status, header", [(401, "WWW-Authenticate"), (407, "Proxy-Authenticate")])
+def test_reject_sends_the_challenge_the_application_gives(status, header):
+    s = ServerConnection()
+    s.receive_data(out(ClientConnection("h", key=KEY)))
+    list(s.events())
+    s.reject(status, headers=[(header, "Basic")])
+    data = out(s)
+    assert data.startswith(b"HTTP/1.1 %d " % status)
+    assert b"\r\n%s: Basic\r\n" % header.encode() in data
+
+
+# ---------------------------------------------------------------- issue 10: faults from the wire
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\xb2", "1\xb9", "1" * 4301, "1" * 19, "-1", "+5", "0x10", "5 5", "", "1_0"],
+    ids=["superscript", "digit-superscript", "4301-digits", "19-digits", "negative", "plus", "hex", "list",
+         "empty", "underscore"],
+)
+def test_client_rejection_with_a_bad_content_length_fails_the_handshake(value):
+    # Header values are latin-1 on the wire: b"\xb2" is '²', which str.isdigit() accepts.
+    raw = b"HTTP/1.1 403 Forbidden\r\nContent-Length: " + value.encode("latin-1") + b"\r\n\r\n"
+    for chunks in chunkings(raw):
+        c = ClientConnection("h", key=KEY)
+        evs = feed(c, chunks)  # never raises
+        assert len(evs) == 1 and isinstance(evs[0], HandshakeFailed), evs
+        assert "Content-Length" in evs[0].reason
+        assert c.state is State.CLOSED and c.close_tcp
+
+
+def test_client_rejection_content_length_rules():
+    c = ClientConnection("h", key=KEY)
+    c.receive_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")
+    (ev,) = c.events()
+    assert isinstance(ev, HandshakeFailed) and "conflicting" in ev.reason
+    c = ClientConnection("h", key=KEY)
+    c.receive_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length:  2 \r\nContent-Length: 2\r\n\r\nabc")
+    (ev,) = c.events()
+    assert isinstance(ev, Rejected) and ev.body == b"ab"
+
+
+def test_iterator_dropped_before_first_next_loses_nothing():
+    # Issue 10 item 3: events() used to mark the failure as handed out when called, and an
+    # unstarted generator runs no finally: the failure was never applied.
+    s = open_server()
+    s.receive_data(frame(0x1, b"a") + frame(0x3, b""))  # reserved opcode: 1002
+    it = s.events()
+    del it
+    assert out(s) == b"\x88\x15\x03\xeareserved opcode 0x3"  # data_to_send() applies the failure
+    assert s.state is State.CLOSED
+    with pytest.raises(InvalidState):
+        s.send_text("late")
+    evs = list(s.events())  # the events are still there
+    assert evs[0] == TextMessage("a")
+    failed_with(evs, 1002)
+
+
+def test_iterator_dropped_unstarted_then_receive_data():
+    s = open_server()
+    s.receive_data(frame(0x1, b"a") + frame(0x3, b""))
+    s.events()  # dropped at once
+    s.receive_data(frame(0x1, b"b"))  # ignored: the parser stopped at the fault
+    evs = list(s.events())
+    assert evs[0] == TextMessage("a") and isinstance(evs[1], ConnectionFailed) and len(evs) == 2
+    assert out(s) == b"\x88\x15\x03\xeareserved opcode 0x3"
+
+
+# ---------------------------------------------------------------- issue 10: bounded memory
+
+
+def _compressed_bombs(count: int, size: int) -> bytes:
+    """``count`` masked client frames, each ``size`` zero bytes deflated (~1 KiB per MiB)."""
+    import zlib
+
+    frames = b""
+    for _ in range(count):
+        z = zlib.compressobj(9, zlib.DEFLATED, -15)
+        payload = z.compress(bytes(size)) + z.flush(zlib.Z_SYNC_FLUSH)
+        assert payload.endswith(b"\x00\x00\xff\xff")
+        frames += frame(0x2, payload[:-4], rsv=0x40)
+    return frames
+
+
+def _deflate_server(**kw):
+    from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
+
+    c, s = pair({"extensions": [ClientPerMessageDeflate()]}, {"extensions": [ServerPerMessageDeflate()], **kw})
+    assert s.extensions
+    return s
+
+
+def test_receive_data_is_bounded_by_the_limit_not_the_read_size():
+    """Issue 10 item 3: 62 compressed 1 MiB messages in one read used to make 62 MiB of
+    events at once; now one receive_data makes about one limit, the iterator the rest."""
+    import tracemalloc
+
+    limit = 1 << 20
+    s = _deflate_server(max_message_size=limit)
+    data = _compressed_bombs(62, limit)
+    assert len(data) < 65536
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        s.receive_data(data)
+        _, peak_receive = tracemalloc.get_traced_memory()
+        count = 0
+        for ev in s.events():
+            assert ev == BinaryMessage(bytes(limit))
+            count += 1
+            del ev
+        _, peak_all = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 62
+    assert peak_receive < 2 * limit + 256 * 1024, peak_receive
+    assert peak_all < 4 * limit + 256 * 1024, peak_all
+    assert s.state is State.OPEN and out(s) == b""
+
+
+def test_held_input_is_delivered_in_order_with_replies_and_eof():
+    s = _deflate_server(max_message_size=100_000)
+    data = _compressed_bombs(5, 100_000) + frame(0x9, b"p") + frame(0x1, b"t") + close_frame_bytes(1000, True)
+    s.receive_data(data)
+    assert len(s._events) == 1  # held after the first message (budget: one limit)
+    s.receive_eof()  # waits for the held input
+    assert s.state is State.OPEN
+    wire = b""
+    seen = []
+    for ev in s.events():
+        seen.append(type(ev))
+        if isinstance(ev, TextMessage):
+            s.send_text(ev.data)
+        wire += out(s)
+    assert seen == [BinaryMessage] * 5 + [Ping, TextMessage, CloseReceived, TransportClosed]
+    assert wire == b"\x8a\x01p\x81\x01t\x88\x02\x03\xe8"
+    assert s.state is State.CLOSED and s.close_tcp
+
+
+def test_held_input_and_eof_when_events_are_ignored():
+    s = _deflate_server(max_message_size=100_000)
+    s.receive_data(_compressed_bombs(3, 100_000))
+    s.receive_eof()
+    assert out(s) == b""  # nobody takes events: the held input is dropped, the EOF applies
+    assert s.state is State.CLOSED and s.close_tcp
+    assert isinstance(list(s.events())[-1], TransportClosed)
+
+
+def test_held_input_with_more_data_and_a_dropped_iterator():
+    s = open_server(max_message_size=1000)
+    msg = frame(0x2, b"x" * 1000)
+    s.receive_data(msg * 100)  # 100 kB: holds at the 64 KiB floor of the budget
+    first = len(s._events)
+    assert 0 < first < 100
+    s.receive_data(msg * 10)  # buffered behind the held input
+    it = s.events()
+    assert next(it) == BinaryMessage(b"x" * 1000)
+    it.close()  # dropped half-way: the rest of that batch is gone, the held input is not
+    s.receive_data(msg)
+    rest = list(s.events())
+    assert len(rest) == 110 + 1 - first and all(e == BinaryMessage(b"x" * 1000) for e in rest)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_held_input_same_messages_any_chunking(stream):
+    msgs = [frame(0x1, b"m%d" % i * 300) for i in range(400)]
+    data = b"".join(msgs)
+    expected = None
+    for chunks in chunkings(data, seed=3):
+        s = open_server(max_message_size=2000, stream_fragments=stream)
+        got = [e.data for e in feed(s, chunks)]
+        assert expected is None or got == expected
+        expected = got
+    assert expected == [(b"m%d" % i * 300).decode() for i in range(400)]

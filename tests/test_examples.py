@@ -161,6 +161,29 @@ def test_messages_and_close_in_one_packet_keep_their_order(port: int) -> None:
         assert_tcp_closed(sock)
 
 
+def test_frames_in_the_handshake_write_are_echoed_at_once(port: int) -> None:
+    """Issue 10 item 1: a client that writes its first frames right behind its request, in
+    one write, gets the 101 and the echoes without sending anything more (the server's
+    loop used to see only the Request, and answered the frames after the next read)."""
+    request = (
+        b"GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(request + frame(0x1, b"early") + frame(0x2, b"b"))
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            byte = sock.recv(1)
+            assert byte, head
+            head += byte
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert recv_exact(sock, 7) == b"\x81\x05early"
+        assert recv_exact(sock, 3) == b"\x82\x01b"
+        sock.sendall(frame(0x8, b"\x03\xe8"))
+        assert recv_exact(sock, 4) == b"\x88\x02\x03\xe8"
+        assert_tcp_closed(sock)
+
+
 # ------------------------------------------------------------------------- closing
 
 

@@ -258,13 +258,20 @@ def test_build_response_exact_bytes() -> None:
         b"\r\n"
         b"bad key"
     )
+    # RFC 9110 §15.5.22 / §7.8: every 426 carries Upgrade, and Upgrade its connection option.
     assert build_response(426, headers=[("Sec-WebSocket-Version", "13")]) == (
         b"HTTP/1.1 426 Upgrade Required\r\n"
         b"Sec-WebSocket-Version: 13\r\n"
+        b"Upgrade: websocket\r\n"
         b"Content-Length: 0\r\n"
-        b"Connection: close\r\n"
+        b"Connection: Upgrade, close\r\n"
         b"\r\n"
     )
+    assert build_response(405) == (
+        b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert build_response(405, headers=[("Allow", "GET, HEAD")]).count(b"\r\nAllow:") == 1
+    assert build_response(414).startswith(b"HTTP/1.1 414 URI Too Long\r\n")
     assert build_response(
         403, reason="Go Away", headers=[("Content-Type", "text/html")], body=bytearray(b"<p>")
     ) == (
@@ -339,8 +346,28 @@ def test_find_head_end_limit() -> None:
     assert len(head) == 123
     with raises(431, "request head exceeds 122 bytes"):
         find_head_end(head, max_size=len(head) - 1)
-    with raises(0, "response head exceeds 122 bytes"):
-        find_head_end(head, max_size=len(head) - 1, request=False)
+    response = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100 + b"\r\n\r\n"
+    with raises(0, f"response head exceeds {len(response) - 2} bytes"):
+        find_head_end(response, max_size=len(response) - 2, request=False)
+
+
+@pytest.mark.parametrize(
+    "data, is_request, message",
+    [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", True, "a TLS handshake: is the client using wss://"),
+        (b"\x00\x01garbage", True, "not an HTTP request"),
+        (b"\x15\x03\x03\x00\x02\x02\x46", False, "a TLS record: is this a wss:// server?"),
+        (b"SSH-2.0-OpenSSH", False, "not an HTTP response"),
+    ],
+)
+def test_find_head_end_fails_at_once_on_what_cannot_start_a_head(data, is_request, message) -> None:
+    with raises(400 if is_request else 0, message):
+        find_head_end(data, request=is_request)
+
+
+@pytest.mark.parametrize("data, is_request", [(b"\r\n", True), (b"\r\nGE", True), (b"G", True), (b"HT", False), (b"HTTP/1.1 1", False)])
+def test_find_head_end_waits_for_a_valid_prefix(data, is_request) -> None:
+    assert find_head_end(data, request=is_request) == -1
     with raises(431, f"exceeds {MAX_HANDSHAKE} bytes"):
         find_head_end(b"a" * MAX_HANDSHAKE)
     assert find_head_end(b"a" * (MAX_HANDSHAKE - 1)) == -1
@@ -697,7 +724,7 @@ def test_parse_extensions_malformed(value: str, match: str) -> None:
 
 
 def test_parse_extensions_error_message_has_position() -> None:
-    with raises(400, r"invalid Sec-WebSocket-Extensions 'x; a=1 2': expected ';' or ',' after 'x', found '2' at position 7"):
+    with raises(400, r"invalid Sec-WebSocket-Extensions 'x; a=1 2': expected ';' or ',' after 'x', found '2' at position 7"):  # noqa: E501
         parse_extensions("x; a=1 2")
 
 
@@ -797,7 +824,7 @@ def test_parse_extensions_with_random_ows_and_quotes(items: list, rnd: random.Ra
             text += ows() + ";" + ows() + pname
             if pvalue is not None:
                 quoted = rnd.random() < 0.5
-                shown = '"' + "".join(("\\" + c) if rnd.random() < 0.2 else c for c in pvalue) + '"' if quoted else pvalue
+                shown = '"' + "".join(("\\" + c) if rnd.random() < 0.2 else c for c in pvalue) + '"' if quoted else pvalue  # noqa: E501
                 text += ows() + "=" + ows() + shown
         parts.append(ows() + text + ows())
     if rnd.random() < 0.3:

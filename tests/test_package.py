@@ -12,7 +12,7 @@ PKG = Path(wsfast.__file__).parent
 FORBIDDEN = {"socket", "selectors", "threading", "ssl", "time", "asyncio", "select"}
 #: Top-level modules of the adapter layer (they own IO); everything else at the top level is
 #: the engine or its kernels. Subpackages (sync/, clients/, loop/, asyncio/) are adapters too.
-ADAPTER_MODULES = {"_net", "_options", "_modes", "handler", "cli", "__main__", "uvicorn"}
+ADAPTER_MODULES = {"_net", "_options", "_modes", "_sockio", "_nbio", "handler", "cli", "__main__", "uvicorn"}
 
 
 def imported_modules(path: Path) -> set[str]:

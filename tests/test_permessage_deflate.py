@@ -1,7 +1,9 @@
 """permessage-deflate (RFC 7692): exact bytes from the RFC, round trips, bombs, negotiation.
 
-Every test runs once per available ``Inflater`` build (compiled ``wsfast._inflate``, the
-pure-Python twin ``wsfast._inflate_py``), so the suite does not depend on which one
+Every test runs once per available kernel build and deflate backend (compiled
+``wsfast._inflate`` on zlib, its pure-Python twin ``wsfast._inflate_py``, the compiled
+``wsfast._inflate_ng`` on zlib-ng, and the twin on the `zlib-ng` package), with the
+``Inflater`` and ``Deflater`` of that build, so the suite does not depend on which one
 ``wsfast._speedups`` selected.
 """
 
@@ -13,6 +15,7 @@ import random
 import time
 import tracemalloc
 import zlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,13 +25,34 @@ from wsfast.exceptions import NegotiationError, PayloadTooBig, ProtocolError
 TAIL = b"\x00\x00\xff\xff"
 
 
+def _zlib_ng_module():
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return None
+    return zlib_ng
+
+
 def _builds():
+    """(label, build): build.Inflater, build.Deflater, build.zlib (the library's Python API
+    for reference outputs, None if not installed)."""
     builds = []
-    for label, module in (("compiled", "wsfast._inflate"), ("python", "wsfast._inflate_py")):
+    zng = _zlib_ng_module()
+    for label, module, ref in (
+        ("compiled", "wsfast._inflate", zlib),
+        ("python", "wsfast._inflate_py", zlib),
+        ("compiled-ng", "wsfast._inflate_ng", zng),
+    ):
         try:
-            builds.append((label, importlib.import_module(module).Inflater))
+            mod = importlib.import_module(module)
         except ImportError:
-            pass
+            continue
+        builds.append((label, SimpleNamespace(Inflater=mod.Inflater, Deflater=mod.Deflater, zlib=ref)))
+    if zng is not None:
+        from wsfast._inflate_py import zlib_ng_classes
+
+        inflater, deflater, _ = zlib_ng_classes()
+        builds.append(("python-ng", SimpleNamespace(Inflater=inflater, Deflater=deflater, zlib=zng)))
     assert builds, "no Inflater build importable"
     return builds
 
@@ -40,9 +64,15 @@ PerMessageDeflate = pmd.PerMessageDeflate
 
 
 @pytest.fixture(autouse=True, params=[b[1] for b in BUILDS], ids=[b[0] for b in BUILDS])
-def inflater_build(request, monkeypatch):
-    monkeypatch.setattr(pmd, "Inflater", request.param)
+def deflate_build(request, monkeypatch):
+    monkeypatch.setattr(pmd, "Inflater", request.param.Inflater)
+    monkeypatch.setattr(pmd, "Deflater", request.param.Deflater)
     return request.param
+
+
+@pytest.fixture
+def inflater_build(deflate_build):
+    return deflate_build.Inflater
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -434,13 +464,16 @@ def test_incompressible_message_sent_raw_without_context_takeover():
 
 @pytest.mark.parametrize("level", [0, 1, 9])
 @pytest.mark.parametrize("mem_level", [1, 5, 9])
-def test_compress_level_and_mem_level_honoured(level, mem_level):
+def test_compress_level_and_mem_level_honoured(level, mem_level, deflate_build):
     rng = random.Random(level * 10 + mem_level)
     messages = [b"".join(json_message(rng, i * 50 + k) for k in range(50)) for i in range(4)]
     ext = PerMessageDeflate(compress_level=level, mem_level=mem_level, local_max_window_bits=12)
-    ref = zlib.compressobj(level, zlib.DEFLATED, -12, mem_level)
+    z = deflate_build.zlib  # the same library's own API makes the reference bytes
+    if z is None:
+        pytest.skip("the zlib-ng package is not installed: no reference compressor")
+    ref = z.compressobj(level, z.DEFLATED, -12, mem_level)
     for m in messages:
-        expected = ref.compress(m) + ref.flush(zlib.Z_SYNC_FLUSH)
+        expected = ref.compress(m) + ref.flush(z.Z_SYNC_FLUSH)
         assert ext.encode(m, True, True, True) == (0x40, expected[:-4])
     if level == 0:
         assert messages[-1] in expected  # stored blocks

@@ -9,5 +9,5 @@ import os
 NO_EXTENSIONS = os.environ.get("WSFAST_NO_EXTENSIONS", "") not in ("", "0")
 REQUIRE_EXTENSIONS = os.environ.get("WSFAST_REQUIRE_EXTENSIONS", "") not in ("", "0")
 
-if NO_EXTENSIONS and REQUIRE_EXTENSIONS:
+if NO_EXTENSIONS and REQUIRE_EXTENSIONS:  # pragma: no cover  (tested in a subprocess)
     raise ImportError("WSFAST_NO_EXTENSIONS and WSFAST_REQUIRE_EXTENSIONS are both set")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from os import urandom
+from typing import Callable
 
 from ._mask_py import apply_mask
 
@@ -14,7 +15,7 @@ class FrameEncoder:
 
     __slots__ = ("masked", "_pool", "_pos", "_entropy")
 
-    def __init__(self, masked: bool, entropy=urandom) -> None:
+    def __init__(self, masked: bool, entropy: Callable[[int], bytes] = urandom) -> None:
         # ``entropy(n)`` returns n random bytes; tests pass a deterministic one.
         self.masked = bool(masked)
         self._entropy = entropy

@@ -1,8 +1,13 @@
-# Type stubs for the compiled wsfast._inflate (twin: wsfast._inflate_py).
-from _typeshed import ReadableBuffer
+# Type stubs for the compiled wsfast._inflate (twin: wsfast._inflate_py); wsfast._inflate_ng
+# is the same source built against zlib-ng (stubs: _inflate_ng.pyi, identical).
 from typing import final
 
-__all__ = ["Inflater"]
+from _typeshed import ReadableBuffer
+
+__all__ = ["Inflater", "Deflater", "BACKEND", "LIBRARY_VERSION"]
+
+BACKEND: str
+LIBRARY_VERSION: str
 
 @final
 class Inflater:
@@ -10,3 +15,8 @@ class Inflater:
     def decompress(self, data: ReadableBuffer, max_length: int) -> bytes: ...
     def finish(self, max_length: int) -> bytes: ...
     def reset(self) -> None: ...
+
+@final
+class Deflater:
+    def __init__(self, level: int = 6, wbits: int = 15, mem_level: int = 8) -> None: ...
+    def compress(self, data: ReadableBuffer, final: bool) -> bytes: ...

@@ -1,8 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, freethreading_compatible=True
-"""Bounded raw-deflate decompression for permessage-deflate (RFC 7692), compiled.
+"""Bounded raw-deflate decompression and per-frame compression for permessage-deflate
+(RFC 7692), compiled.
 
-Twin: ``wsfast/_inflate_py.py``. Parity test: ``tests/test_speedups.py`` (``TestInflate``),
-which runs the same test bodies on both builds and compares them with ``zlib``.
+Twin: ``wsfast/_inflate_py.py``. Parity tests: ``tests/test_speedups.py`` (``TestInflate``),
+``tests/test_deflate_backends.py`` (both builds, both deflate libraries, random streams).
+
+This one source is compiled twice (setup.py): as ``wsfast._inflate`` against zlib, and as
+``wsfast._inflate_ng`` against zlib-ng's native API (``WSFAST_ZLIB_NG`` defined; see
+``wsfast/_zapi.h``). ``BACKEND`` and ``LIBRARY_VERSION`` say which library a build links.
 """
 
 # Theory of operation
@@ -29,7 +34,17 @@ which runs the same test bodies on both builds and compares them with ``zlib``.
 # End of stream: a message may end its deflate stream with a BFINAL block (RFC 7692
 # §7.2.3.4). Input after it (in the same call or the next one) starts a new deflate stream
 # that keeps the LZ77 window (inflateGetDictionary/inflateReset/inflateSetDictionary); if the
-# message ends right there, ``finish`` has nothing to feed.
+# message ends right there, ``finish`` has nothing to feed (an empty chunk, e.g. an empty last
+# frame, starts nothing either: only input does). If the final block ends *inside*
+# the ``00 00 ff ff`` tail that ``finish`` feeds, what is left of the tail is not the
+# sender's data (§7.2.2: the receiver appends it): it is dropped, as zlib leaves bytes after
+# a stream's end unconsumed (Python's ``unused_data``); the next message starts a new stream.
+#
+# Deflater: one z_stream per compressing direction. ``compress(data, final)`` deflates a
+# frame's payload with Z_SYNC_FLUSH into one ``bytes`` sized by deflateBound (only the pages
+# written are touched), strips the ``00 00 ff ff`` a sync flush ends with from a message's
+# final frame (§7.2.1) and trims the rest with one resize: one allocation per frame, where
+# ``compress() + flush()`` makes three objects and a concatenation.
 #
 # After ``PayloadTooBig`` or ``ProtocolError`` the stream is in an unspecified state: the
 # connection is failing; call ``reset()`` before any further use.
@@ -76,8 +91,9 @@ cdef void _zfree(void *opaque, void *address) noexcept nogil:
     PyMem_RawFree(address)
 
 
-cdef extern from "zlib.h" nogil:
-    ctypedef struct z_stream:
+cdef extern from "_zapi.h" nogil:
+    # zlib's z_stream or zlib-ng's zng_stream (same fields, same semantics).
+    ctypedef struct z_stream "wsz_stream":
         unsigned char *next_in
         unsigned int avail_in
         unsigned char *next_out
@@ -85,12 +101,21 @@ cdef extern from "zlib.h" nogil:
         const char *msg
         void *(*zalloc)(void *, unsigned int, unsigned int) noexcept nogil
         void (*zfree)(void *, void *) noexcept nogil
-    int inflateInit2(z_stream *strm, int windowBits)
-    int inflate(z_stream *strm, int flush)
-    int inflateReset(z_stream *strm)
-    int inflateGetDictionary(z_stream *strm, unsigned char *dictionary, unsigned int *dictLength)
-    int inflateSetDictionary(z_stream *strm, const unsigned char *dictionary, unsigned int dictLength)
-    int inflateEnd(z_stream *strm)
+    int inflateInit2 "wsz_inflateInit2"(z_stream *strm, int windowBits)
+    int inflate "wsz_inflate"(z_stream *strm, int flush)
+    int inflateReset "wsz_inflateReset"(z_stream *strm)
+    int inflateGetDictionary "wsz_inflateGetDictionary"(
+        z_stream *strm, unsigned char *dictionary, unsigned int *dictLength)
+    int inflateSetDictionary "wsz_inflateSetDictionary"(
+        z_stream *strm, const unsigned char *dictionary, unsigned int dictLength)
+    int inflateEnd "wsz_inflateEnd"(z_stream *strm)
+    int deflateInit2 "wsz_deflateInit2"(z_stream *strm, int level, int method, int windowBits,
+                                        int memLevel, int strategy)
+    int deflate "wsz_deflate"(z_stream *strm, int flush)
+    unsigned long deflateBound "wsz_deflateBound"(z_stream *strm, unsigned long sourceLen)
+    int deflateEnd "wsz_deflateEnd"(z_stream *strm)
+    const char *WSZ_BACKEND
+    const char *wsz_version()
     enum:
         Z_OK
         Z_STREAM_END
@@ -100,8 +125,16 @@ cdef extern from "zlib.h" nogil:
         Z_MEM_ERROR
         Z_BUF_ERROR
         Z_NO_FLUSH
+        Z_SYNC_FLUSH
+        Z_DEFLATED
+        Z_DEFAULT_STRATEGY
 
-__all__ = ["Inflater"]
+__all__ = ["Inflater", "Deflater", "BACKEND", "LIBRARY_VERSION"]
+
+#: The deflate library this build links: "zlib" or "zlib-ng".
+BACKEND = (<bytes>WSZ_BACKEND).decode("ascii")
+#: Its version, as the library reports it at run time.
+LIBRARY_VERSION = (<bytes>wsz_version()).decode("ascii")
 
 cdef enum:
     # Below this much input or output room, releasing the GIL costs more than it gives.
@@ -196,10 +229,10 @@ cdef class Inflater:
             limit = _check_max_length(max_length)
             self._enter()
             try:
-                if self._ended:
+                if self._ended and PyBytes_GET_SIZE(data):
                     self._restart()
                 return self._inflate(<const unsigned char *>PyBytes_AS_STRING(data),
-                                     PyBytes_GET_SIZE(data), limit)
+                                     PyBytes_GET_SIZE(data), limit, False)
             finally:
                 self._busy = False
         if not (PyObject_CheckBuffer(data) and _get_buffer(data, &view, PyBUF_SIMPLE) == 0):
@@ -210,9 +243,9 @@ cdef class Inflater:
             limit = _check_max_length(max_length)
             self._enter()
             try:
-                if self._ended:
+                if self._ended and view.len:
                     self._restart()
-                return self._inflate(<const unsigned char *>view.buf, view.len, limit)
+                return self._inflate(<const unsigned char *>view.buf, view.len, limit, False)
             finally:
                 self._busy = False
         finally:
@@ -235,7 +268,7 @@ cdef class Inflater:
         try:
             if self._ended:
                 return b""
-            return self._inflate(TAIL, 4, limit)
+            return self._inflate(TAIL, 4, limit, True)
         finally:
             self._busy = False
 
@@ -264,8 +297,10 @@ cdef class Inflater:
         self._ended = False
         self._busy = False
 
-    cdef object _inflate(self, const unsigned char *src, Py_ssize_t n, Py_ssize_t max_length):
+    cdef object _inflate(self, const unsigned char *src, Py_ssize_t n, Py_ssize_t max_length,
+                         bint tail):
         # Inflate src[:n] into a new bytes object of at most max_length bytes; see the header.
+        # tail: src is the 00 00 ff ff that finish() feeds, not the sender's data.
         cdef z_stream *strm = &self._strm
         cdef Py_ssize_t cap_limit = max_length + 1
         cdef Py_ssize_t cap, total = 0, left = n, room
@@ -313,12 +348,12 @@ cdef class Inflater:
                     if total == cap_limit:
                         raise PayloadTooBig(
                             f"decompressed data exceeds the limit of {max_length} bytes")
-                    if strm.avail_in > 0 or left > 0:
+                    if not tail and (strm.avail_in > 0 or left > 0):
                         # More input after a BFINAL block: a new deflate stream that keeps
                         # the window (RFC 7692 §7.2.3.4's "f3 48 cd c9 c9 07 00 00").
                         self._restart()
                         continue
-                    break
+                    break  # the rest of a tail, if any, is dropped (see "End of stream")
                 if rc == Z_OK or rc == Z_BUF_ERROR:
                     # Output room left means inflate consumed all the input it was given
                     # and has nothing pending (Z_BUF_ERROR: no progress was possible).
@@ -331,6 +366,147 @@ cdef class Inflater:
                     raise ProtocolError(
                         f"invalid compressed data: {strm.msg.decode('latin-1')}")
                 raise ProtocolError(f"invalid compressed data: zlib error {rc}")
+            if total != cap and _resize_bytes(&out, total) < 0:
+                raise MemoryError()  # out was freed and set to NULL
+            result = <object>out
+            return result
+        finally:
+            strm.next_in = NULL
+            strm.avail_in = 0
+            strm.next_out = NULL
+            strm.avail_out = 0
+            Py_XDECREF(out)
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class Deflater:
+    """Raw-deflate compressor for the messages one side sends (RFC 7692 §7.2.1).
+
+    Args:
+        level: the compression level, -1 (the library's default) or 0-9.
+        wbits: the LZ77 window size, 8-15 (8 compresses with 9 bits: see
+            ``wsfast.permessage_deflate``, "Window bits 8").
+        mem_level: the memory level, 1-9 (hash table and symbol buffer sizes).
+
+    Raises:
+        TypeError: an argument is not an int.
+        ValueError: an argument is out of range.
+    """
+
+    cdef z_stream _strm
+    cdef bint _initialized  # deflateInit2 succeeded: deflateEnd in __dealloc__
+    cdef bint _busy         # a call is in progress (see "Concurrency")
+
+    def __cinit__(self, level=6, wbits=15, mem_level=8):
+        cdef int rc
+        memset(&self._strm, 0, sizeof(z_stream))
+        for name, value, low, high in (("level", level, -1, 9), ("wbits", wbits, 8, 15),
+                                       ("mem_level", mem_level, 1, 9)):
+            if not PyLong_Check(value):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, not {value!r}")
+        self._strm.zalloc = _zalloc
+        self._strm.zfree = _zfree
+        rc = deflateInit2(&self._strm, <int>level, Z_DEFLATED, -max(<int>wbits, 9),
+                          <int>mem_level, Z_DEFAULT_STRATEGY)
+        if rc == Z_MEM_ERROR:
+            raise MemoryError("cannot allocate a zlib stream")
+        if rc != Z_OK:
+            raise RuntimeError(f"deflateInit2 failed with error {rc}")
+        self._initialized = True
+
+    def __dealloc__(self):
+        if self._initialized:
+            deflateEnd(&self._strm)
+
+    def compress(self, data, final):
+        """Compress one frame's payload and flush it (Z_SYNC_FLUSH).
+
+        Args:
+            data: the payload, any C-contiguous buffer.
+            final: this is the message's last frame: drop the ``00 00 ff ff`` the flush ends
+                with (§7.2.1); an empty result is then ``00`` (§7.2.3.6).
+
+        Returns:
+            The frame's compressed payload.
+
+        Raises:
+            TypeError: ``data`` is not a C-contiguous buffer.
+        """
+        cdef Py_buffer view
+        if not (PyObject_CheckBuffer(data) and _get_buffer(data, &view, PyBUF_SIMPLE) == 0):
+            PyErr_Clear()
+            raise TypeError("data must be a C-contiguous bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        try:
+            with cython.critical_section(self):
+                if self._busy:
+                    raise RuntimeError("this Deflater is in use by another thread")
+                self._busy = True
+            try:
+                return self._deflate(<const unsigned char *>view.buf, view.len, bool(final))
+            finally:
+                self._busy = False
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef object _deflate(self, const unsigned char *src, Py_ssize_t n, bint final):
+        cdef z_stream *strm = &self._strm
+        cdef Py_ssize_t cap, total = 0, left = n, room
+        cdef PyObject *out = NULL
+        cdef unsigned char *buf
+        cdef int rc
+        cdef object result
+        # Enough for the whole payload and the flush in one call, almost always: deflateBound
+        # plus the sync flush's empty stored block and a spare byte.
+        cap = MIN_CAPACITY
+        if n < <Py_ssize_t>(UINT_MAX // 2):
+            cap = <Py_ssize_t>deflateBound(strm, <unsigned long>n) + 16
+        out = _new_bytes(NULL, cap)
+        if out == NULL:
+            raise MemoryError()
+        try:
+            buf = <unsigned char *>_bytes_ptr(out)
+            strm.next_in = <unsigned char *>src
+            strm.avail_in = 0
+            while True:
+                if strm.avail_in == 0 and left > 0:
+                    strm.avail_in = <unsigned int>(left if left < UINT_MAX else UINT_MAX)
+                    left -= strm.avail_in
+                if total == cap:
+                    cap = cap * 2
+                    if _resize_bytes(&out, cap) < 0:
+                        raise MemoryError()  # _PyBytes_Resize freed out and set it to NULL
+                    buf = <unsigned char *>_bytes_ptr(out)
+                room = cap - total
+                strm.next_out = buf + total
+                strm.avail_out = <unsigned int>(room if room < UINT_MAX else UINT_MAX)
+                if n == 0 and total == 0:
+                    # zlib skips a sync flush right after another one ("duplicate consecutive
+                    # flush"); a no-op Z_NO_FLUSH call first makes an empty frame flush again,
+                    # like compress(b"") + flush() does.
+                    deflate(strm, Z_NO_FLUSH)
+                if strm.avail_in >= NOGIL_THRESHOLD:
+                    with nogil:
+                        rc = deflate(strm, Z_SYNC_FLUSH if left == 0 else Z_NO_FLUSH)
+                else:
+                    rc = deflate(strm, Z_SYNC_FLUSH if left == 0 else Z_NO_FLUSH)
+                total = strm.next_out - buf
+                if rc != Z_OK and rc != Z_BUF_ERROR:
+                    raise RuntimeError(f"deflate failed with error {rc}")
+                # Done when all input went in with the flush and output room is left over
+                # (zlib: avail_out == 0 after a flush means "call again").
+                if left == 0 and strm.avail_in == 0 and strm.avail_out != 0:
+                    break
+            if final:
+                if total >= 4 and buf[total - 4] == 0 and buf[total - 3] == 0 \
+                        and buf[total - 2] == 0xFF and buf[total - 1] == 0xFF:
+                    total -= 4
+                if total == 0:
+                    buf[0] = 0
+                    total = 1
             if total != cap and _resize_bytes(&out, total) < 0:
                 raise MemoryError()  # out was freed and set to NULL
             result = <object>out

@@ -83,7 +83,7 @@ def apply_mask(data: object, mask: object, phase: int = 0) -> bytes:
     key = _key(mask, phase)
     if type(data) is not bytes:
         data = _view(data, "data")
-    return _xor(data, key)  # type: ignore[arg-type]
+    return _xor(data, key)
 
 
 def apply_mask_inplace(buf: object, mask: object, phase: int = 0) -> None:

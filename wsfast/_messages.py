@@ -37,7 +37,7 @@ class TextMessage(Event):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.data == other.data and self.final == other.final  # type: ignore[attr-defined]
+        return self.data == other.data and self.final == other.final
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.data, self.final))
@@ -63,7 +63,7 @@ class BinaryMessage(Event):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.data == other.data and self.final == other.final  # type: ignore[attr-defined]
+        return self.data == other.data and self.final == other.final
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.data, self.final))
@@ -83,7 +83,7 @@ class Ping(Event):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.data == other.data  # type: ignore[attr-defined]
+        return self.data == other.data
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.data))
@@ -103,7 +103,7 @@ class Pong(Event):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.data == other.data  # type: ignore[attr-defined]
+        return self.data == other.data
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.data))

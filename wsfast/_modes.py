@@ -39,7 +39,7 @@ class Mode(Protocol):
         handler_factory: Callable[[], Handler],
         options: ServerOptions,
         ready: Callable[[str], None],
-        stop: Optional["StopEvent"] = None,
+        stop: Optional[StopEvent] = None,
     ) -> None:
         """Serve ``host:port`` with a new handler per connection until ``stop`` is set or
         KeyboardInterrupt; call ``ready(url)`` once listening (``ws://host:port/``, with the

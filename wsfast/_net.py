@@ -172,7 +172,14 @@ def connect_socket(
     return sock
 
 
-def _connect_tcp(uri, deadline, nodelay, options, source_address, where) -> socket.socket:
+def _connect_tcp(
+    uri: WebSocketURI,
+    deadline: Optional[float],
+    nodelay: bool,
+    options: List[SocketOption],
+    source_address: Optional[Tuple[str, int]],
+    where: str,
+) -> socket.socket:
     import time
 
     last: Optional[BaseException] = None
@@ -218,13 +225,13 @@ def listen(
             socks.append(s)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # type: ignore[attr-defined]
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if fam == socket.AF_INET6:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind(addr)
             if port == 0 and len(socks) == 1:
                 port = s.getsockname()[1]  # the other families take the same free port
-                infos = [(f, k, p, n, (a[0], port) + tuple(a[2:])) for f, k, p, n, a in infos]
+                infos = [(f, k, p, n, (a[0], port, *a[2:])) for f, k, p, n, a in infos]  # type: ignore[misc]
             s.listen(backlog)
     except OSError:
         for s in socks:

@@ -24,6 +24,13 @@ states (no generators: they cannot be compiled to C locals):
 * ``DISCARD``: after a close frame or a failure, input is ignored: the structural way to
   make "nothing after close" impossible to forget.
 
+Backpressure: every event appended adds its payload size plus ``EVENT_OVERHEAD`` to
+``pending``. Once ``pending`` reaches ``budget`` (about one message limit) the parser stops
+at the next frame boundary and *holds* the rest of the input (``held``/``held_pos``, no
+copy); ``feed`` then only buffers. The connection resets ``pending`` when the application
+takes the events and calls ``resume()``. So what one ``feed`` creates is bounded by the
+budget plus one message, whatever the read size and however well the input compresses.
+
 Peer faults raise ``ProtocolError`` (or a subclass carrying its close code) out of
 ``feed``; the connection catches them in one place. Control frames are reported through
 two callbacks so the connection decides policy (auto-pong, close handling).
@@ -37,7 +44,7 @@ from ._speedups import Utf8Validator, apply_mask
 from .events import BinaryMessage, Ping, Pong, TextMessage
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
-__all__ = ["Parser", "FRAME", "PAYLOAD", "DISCARD"]
+__all__ = ["Parser", "FRAME", "PAYLOAD", "DISCARD", "EVENT_OVERHEAD", "MIN_BUDGET"]
 
 # Parser states. Module-level ints so that the compiled build can type them.
 FRAME = 0
@@ -50,6 +57,13 @@ OP_BINARY = 2
 OP_CLOSE = 8
 OP_PING = 9
 OP_PONG = 10
+
+#: Bytes counted per event on top of its payload (the event object and its bytes/str
+#: header, roughly), so that a flood of empty frames is bounded too.
+EVENT_OVERHEAD = 64
+#: The smallest event budget, so that a tiny message limit does not make the parser stop
+#: and resume every few frames.
+MIN_BUDGET = 1 << 16
 
 
 class Parser:
@@ -90,6 +104,12 @@ class Parser:
         self.stream_fragments = stream_fragments
         self.on_ping = on_ping
         self.on_close = on_close
+        #: Bytes of events appended and not yet taken; parsing holds at ``budget``.
+        self.pending = 0
+        self.budget = min(max(max_message_size, MIN_BUDGET), (1 << 63) - 1)
+        #: Input not parsed yet because of the budget (``held[held_pos:]``), or None.
+        self.held = None
+        self.held_pos = 0
         self.state = FRAME
         self.rsv_allowed = 0
         self.ext = None
@@ -116,24 +136,52 @@ class Parser:
         """Ignore all further input."""
         self.state = DISCARD
         self.buf = bytearray()
+        self.held = None
 
     def feed(self, data):
         """Parse ``data`` (bytes). Raises ProtocolError on a peer fault."""
         if self.state == DISCARD:
             return
         buf = self.buf
+        if self.held is not None:
+            if self.events:
+                # Holding for the budget: keep the bytes (``buf`` is free: a hold happens
+                # at a frame boundary) until resume().
+                buf += data
+                return
+            # Everything appended was taken (an iterator dropped half-way): go on.
+            self.pending = 0
+            self.resume()
+            if self.held is not None:
+                self.buf += data
+                return
+            buf = self.buf
         if buf:
             buf += data
             data = bytes(buf)
             self.buf = bytearray()
-        self._feed(data)
+        self._feed(data, 0)
 
-    def _feed(self, data):
+    def resume(self):
+        """Parse held input, up to the budget (the connection has reset ``pending``)."""
+        held = self.held
+        if held is None:
+            return
+        pos = self.held_pos
+        self.held = None  # (discard() clears it: held input is never in state DISCARD)
+        if self.buf:
+            data = held[pos:] + bytes(self.buf)
+            self.buf = bytearray()
+            pos = 0
+        else:
+            data = held
+        self._feed(data, pos)
+
+    def _feed(self, data, pos):
         # ``data_cstr`` is ``data`` here; the compiled build types it as a C pointer, so that
         # its slices copy bytes directly instead of going through a generic slice object.
         data_cstr = data
         n = len(data)
-        pos = 0
         events = self.events
         while True:
             if self.state == PAYLOAD:
@@ -154,9 +202,12 @@ class Parser:
                     return
                 self.state = FRAME
                 self._frame_end()
+                if self.pending >= self.budget and pos < n:
+                    self.held = data
+                    self.held_pos = pos
+                    return
                 continue
-            if self.state != FRAME:
-                return
+            # State FRAME here: _feed is never entered in DISCARD, and a close frame returns.
 
             avail = n - pos
             if avail < 2:
@@ -232,6 +283,11 @@ class Parser:
                     self.discard()
                     self.on_close(payload)
                     return
+                self.pending += length + EVENT_OVERHEAD
+                if self.pending >= self.budget and pos < n:
+                    self.held = data
+                    self.held_pos = pos
+                    return
                 continue
 
             # Data frame (RFC 6455 §5.4, §5.6).
@@ -276,6 +332,11 @@ class Parser:
                     events.append(TextMessage(text))
                 else:
                     events.append(BinaryMessage(payload))
+                self.pending += len(payload) + EVENT_OVERHEAD
+                if self.pending >= self.budget and pos < n:
+                    self.held = data
+                    self.held_pos = pos
+                    return
                 continue
 
             # General path: the start or continuation of a message, possibly partial.
@@ -295,6 +356,10 @@ class Parser:
             pos = start
             if length == 0:
                 self._frame_end()
+                if self.pending >= self.budget and pos < n:
+                    self.held = data
+                    self.held_pos = pos
+                    return
             else:
                 self.state = PAYLOAD
 
@@ -343,7 +408,7 @@ class Parser:
         if size == 0:
             return
         self.msize += size
-        if self.msize > self.max_message_size:
+        if self.msize > self.max_message_size:  # pragma: no cover  (defensive: callers bound it first)
             raise PayloadTooBig("message exceeds the limit of %d bytes" % self.max_message_size)
         if self.mopcode == OP_TEXT:
             # Fail fast: RFC 6455 §8.1 lets us fail as soon as the text cannot be UTF-8.
@@ -362,11 +427,13 @@ class Parser:
         if self.stream_fragments:
             data = bytes(self.mbuf)
             self.mbuf = bytearray()
+            self.pending += len(data) + EVENT_OVERHEAD
             if text:
                 self.events.append(TextMessage(self.decoder.decode(data, fin), fin))
             else:
                 self.events.append(BinaryMessage(data, fin))
         elif fin:
+            self.pending += len(self.mbuf) + EVENT_OVERHEAD
             if text:
                 self.events.append(TextMessage(self.mbuf.decode("utf-8")))
             else:

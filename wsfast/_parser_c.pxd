@@ -4,6 +4,7 @@ cimport cython
 
 cdef int FRAME, PAYLOAD, DISCARD
 cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG
+cdef int EVENT_OVERHEAD, MIN_BUDGET
 
 cdef object apply_mask, Utf8Validator, codecs
 cdef object BinaryMessage, Ping, Pong, TextMessage
@@ -19,6 +20,10 @@ cdef class Parser:
     cdef public unsigned long long max_transformed_frame_size
     cdef public bint stream_fragments
     cdef public object on_ping, on_close
+    cdef public unsigned long long pending
+    cdef public unsigned long long budget
+    cdef public bytes held
+    cdef public Py_ssize_t held_pos
     cdef public int state
     cdef public int rsv_allowed
     cdef public object ext
@@ -35,16 +40,17 @@ cdef class Parser:
     cdef object decoder
 
     cpdef feed(self, data)
+    cpdef resume(self)
 
     @cython.locals(
         data_cstr="const unsigned char *",
-        n=Py_ssize_t, pos=Py_ssize_t, avail=Py_ssize_t, hlen=Py_ssize_t,
+        n=Py_ssize_t, avail=Py_ssize_t, hlen=Py_ssize_t,
         start=Py_ssize_t, take=Py_ssize_t,
         b0=int, b1=int, opcode=int, fin=int, rsv=int, masked=int, transformed=bint,
         length="unsigned long long",
         events=list, mask=bytes, payload=bytes, chunk=bytes,
     )
-    cdef _feed(self, bytes data)
+    cdef _feed(self, bytes data, Py_ssize_t pos)
 
     cdef _message_start(self, int opcode, int rsv)
     cdef _chunk(self, bytes chunk)

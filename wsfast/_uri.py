@@ -50,7 +50,7 @@ class WebSocketURI:
         """``Basic`` credentials for an ``Authorization`` header, from the userinfo (RFC 7617)."""
         if self.user is None:
             return None
-        raw = f"{self.user}:{self.password or ''}".encode("utf-8")
+        raw = f"{self.user}:{self.password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
     @property

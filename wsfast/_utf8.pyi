@@ -1,6 +1,7 @@
 # Type stubs for the compiled wsfast._utf8 (twin: wsfast._utf8_py).
-from _typeshed import ReadableBuffer
 from typing import final
+
+from _typeshed import ReadableBuffer
 
 __all__ = ["Utf8Validator"]
 

@@ -94,7 +94,7 @@ class Utf8Validator:
         decoder = self._decoder
         before = len(decoder.getstate()[0])  # pending bytes, already known to be a valid prefix
         try:
-            decoder.decode(data, False)  # type: ignore[arg-type]
+            decoder.decode(data, False)
         except UnicodeDecodeError as exc:
             bad = _first_bad(exc.object, exc.start)
             return self._fail((bad if bad >= 0 else exc.start) - before)
@@ -103,7 +103,7 @@ class Utf8Validator:
             bad = _first_bad(pending, 0)
             if bad >= 0:
                 # pending is the tail of (old pending + data)
-                return self._fail(len(data) - len(pending) + bad)  # type: ignore[arg-type]
+                return self._fail(len(data) - len(pending) + bad)
         return -1
 
     def _fail(self, offset: int) -> int:

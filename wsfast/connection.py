@@ -27,7 +27,21 @@ stopped and discards anything after the close or the fault. ``receive_eof()`` an
 ``close()`` apply such a pending transition too, and so does ``data_to_send()`` when the
 event was never handed out by ``events()`` (so nothing is lost if the application ignores
 events, and flushing between two events of one iteration does not jump the queue). An
-iterator dropped half-way applies it when it is closed.
+iterator dropped half-way applies it when it is closed; one dropped before its first
+``next()`` takes nothing (its events stay queued for the next ``events()`` call).
+
+One iteration of the loop above delivers everything the bytes received so far hold, in
+order, including what only becomes parseable during the iteration:
+
+* frames a client sends right behind its handshake request (without waiting for the 101)
+  follow the ``Request`` in the same iteration, as soon as ``accept()`` is called on it
+  (if the ``Request`` is answered after the iteration, they come with the next call);
+* backpressure: the engine stops parsing (and inflating) once the events not yet taken
+  hold about one message limit (at least 64 KiB; ``Parser.budget``) and keeps the rest of
+  the input buffered, so one ``receive_data`` never creates more than about one limit of
+  events, however well the input compresses. The iterator resumes parsing as its events
+  are taken. A ``receive_eof()`` that arrives while input is held waits for it: its
+  ``TransportClosed`` is the last event of the iteration.
 
 ``close_tcp`` becomes True when this side must close TCP (the server after the closing
 handshake or after failing, anyone after a handshake failure); ``close_expected()`` is True
@@ -44,7 +58,8 @@ raises ``InvalidState``.
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+import re
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import handshake as hs
 from ._speedups import FrameEncoder, Parser
@@ -52,12 +67,12 @@ from ._state import CLOSED, CLOSING, CONNECTING, OPEN, Role, State, transition
 from .events import (
     Accepted,
     CloseReceived,
-    TransportClosed,
     ConnectionFailed,
     Event,
     HandshakeFailed,
     Rejected,
     Request,
+    TransportClosed,
 )
 from .exceptions import (
     InvalidHandshake,
@@ -88,6 +103,19 @@ _MAX_EARLY_DATA = 1 << 20
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
 
 BytesLike = Union[bytes, bytearray, memoryview]
+
+#: A Content-Length we accept: ASCII digits, short enough to be any realistic length.
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def _content_length(value: str) -> int:
+    """A rejection's Content-Length (RFC 9110 §8.6: ``1*DIGIT``, ASCII digits only; str.isdigit
+    also takes '²' or '١'), at most 18 digits so int() never meets its 4300-digit limit; a
+    larger body is cut at the handshake limit anyway. Anything else is ``InvalidHandshake``."""
+    v = value.strip(" \t")
+    if not _DIGITS.fullmatch(v):
+        raise InvalidHandshake(f"invalid Content-Length {value[:40]!r} in the response")
+    return int(v)
 
 
 def _truncate_reason(reason: str) -> str:
@@ -164,12 +192,14 @@ class Connection:
         self.subprotocol: Optional[str] = None
         self.extensions: List[Extension] = []
 
-        self._events: list = []
+        self._events: List[Event] = []
         self._out: List[bytes] = []
         self._pending: Optional[_Pending] = None
         self._ext: Optional[Extension] = None  # the negotiated extension, for sending
         self._scan = 0  # handshake bytes already searched for the end of the head
         self._eof = False
+        self._eof_deferred = False  # receive_eof() came while the parser held input
+        self._draining = False  # an events() generator is running
         # Receiving: the handshake buffer, then the frame parser.
         self._handshaking = True
         self._buf = bytearray()
@@ -198,34 +228,73 @@ class Connection:
         if pending is not None and not pending.handed_out:
             # The application is not taking events: act on the close/failure now.
             self._apply_pending()
+        if self._eof_deferred and not self._draining:
+            # The peer closed TCP and the application is not taking events: what the
+            # parser still holds will never be read.
+            self._parser.discard()
+            self._finish_eof()
         out = self._out
         if out:
             self._out = []
         return out
 
     def events(self) -> Iterator[Event]:
-        """The events received since the last call, as an iterator (take them in order)."""
-        evs = self._events
-        if not evs:
-            return iter(())
-        self._events = self._parser.events = []
-        if self._pending is None:
-            return iter(evs)
-        self._pending.handed_out = True
-        return self._deliver(evs)
+        """The events received so far, as an iterator (take them in order, one at a time).
 
-    def _deliver(self, evs: list) -> Iterator[Event]:
-        # The pending close/failure takes effect when its event is taken, so replies to the
-        # events before it go out first; or when the iterator is dropped half-way.
+        Iterating also delivers what becomes parseable meanwhile: the frames behind a
+        handshake request once it is accepted, and input held back by the event budget.
+        """
+        evs = self._events
+        parser = self._parser
+        if self._pending is None and parser.held is None and self.state is not CONNECTING:
+            # The per-batch fast path: nothing can follow these events in this iteration.
+            if not evs:
+                return iter(())
+            self._events = parser.events = []
+            parser.pending = 0
+            return iter(evs)
+        if not evs and parser.held is None:
+            return iter(())
+        return self._drain()
+
+    def _drain(self) -> Iterator[Event]:
+        # Lazy on purpose: nothing is taken before the first next(), so an iterator dropped
+        # unstarted loses no event. The pending close/failure takes effect when its event is
+        # taken, so replies to the events before it go out first; or when the iterator is
+        # closed half-way.
+        parser = self._parser
+        self._draining = True
         try:
-            for ev in evs:
-                pending = self._pending
-                if pending is not None and ev is pending.event:
-                    self._apply_pending()
-                yield ev
+            while True:
+                evs = self._events
+                if not evs:
+                    if parser.held is not None:
+                        parser.pending = 0
+                        self._resume()
+                        continue
+                    if self._eof_deferred:
+                        self._finish_eof()
+                        continue
+                    return
+                self._events = parser.events = []
+                parser.pending = 0
+                if self._pending is not None:
+                    self._pending.handed_out = True
+                for ev in evs:
+                    pending = self._pending
+                    if pending is not None and ev is pending.event:
+                        self._apply_pending()
+                    yield ev
         finally:
+            self._draining = False
             if self._pending is not None:
                 self._apply_pending()
+
+    def _resume(self) -> None:
+        try:
+            self._parser.resume()
+        except ProtocolError as exc:
+            self._fail_peer(exc)
 
     def close_expected(self) -> bool:
         """True when the peer should close TCP soon: arm a timeout, then close it yourself."""
@@ -354,6 +423,8 @@ class Connection:
                 self._buf += data
                 self._receive_handshake()
             return
+        if self._eof_deferred:
+            return  # nothing can follow the end of file
         if type(data) is not bytes:
             data = bytes(data)
         try:
@@ -362,9 +433,20 @@ class Connection:
             self._fail_peer(exc)
 
     def receive_eof(self) -> None:
-        """The transport reached end of file (the peer closed TCP). Idempotent."""
-        if self._eof:
+        """The transport reached end of file (the peer closed TCP). Idempotent.
+
+        If the parser holds input back (the event budget), the end of file takes effect
+        once that input has been delivered by ``events()``.
+        """
+        if self._eof or self._eof_deferred:
             return
+        if self._parser.held is not None:
+            self._eof_deferred = True
+            return
+        self._finish_eof()
+
+    def _finish_eof(self) -> None:
+        self._eof_deferred = False
         if self._pending is not None:
             self._apply_pending()
         self._eof = True
@@ -395,8 +477,7 @@ class Connection:
     def _apply_pending(self) -> None:
         p = self._pending
         self._pending = None
-        if p is None:
-            return
+        assert p is not None  # every caller checks
         if p.kind == "fail":
             self.fail(p.code, p.reason)
             return
@@ -405,7 +486,7 @@ class Connection:
         if self.close_code_sent is None:
             code = p.code
             self._send_close_frame(code, serialize_close(code) if code != 1005 else b"")
-        elif self.state is CLOSED:
+        else:  # we had sent ours: the closing handshake is over (CLOSING -> CLOSED)
             self._closing_done()
 
     def _on_ping(self, payload: bytes) -> None:
@@ -465,7 +546,7 @@ class ClientConnection(Connection):
         origin: Optional[str] = None,
         extra_headers: Sequence[Tuple[str, str]] = (),
         key: Optional[str] = None,
-        **limits,
+        **limits: Any,
     ) -> None:
         super().__init__(**limits)
         self.key = key if key is not None else hs.generate_key()
@@ -485,7 +566,7 @@ class ClientConnection(Connection):
                 extra_headers=extra_headers,
             )
         )
-        self._reject_head: Optional[Tuple[int, str, tuple, int]] = None
+        self._reject_head: Optional[Tuple[int, str, Tuple[Tuple[str, str], ...], int]] = None
 
     def _receive_handshake(self) -> None:
         buf = self._buf
@@ -503,9 +584,12 @@ class ClientConnection(Connection):
                 length = -1
                 for k, v in headers:
                     if k.lower() == "content-length":
-                        if not v.strip().isdigit():
-                            raise InvalidHandshake(f"invalid Content-Length {v!r}")
-                        length = int(v)
+                        n = _content_length(v)
+                        if length >= 0 and n != length:
+                            raise InvalidHandshake(
+                                f"conflicting Content-Length headers: {length} and {n}"
+                            )
+                        length = n
                 self._reject_head = (status, reason, headers, length)
                 self._buf = bytearray(rest)
                 self._receive_reject_body()
@@ -521,7 +605,7 @@ class ClientConnection(Connection):
         )
         self._open(rest)
 
-    def _accept_extensions(self, items: list) -> List[Extension]:
+    def _accept_extensions(self, items: List[Tuple[str, List[Tuple[str, Optional[str]]]]]) -> List[Extension]:
         factories = {f.name: f for f in self.extension_factories}
         accepted: List[Extension] = []
         seen = set()
@@ -593,7 +677,7 @@ class ServerConnection(Connection):
         *,
         subprotocols: Sequence[str] = (),
         extensions: Sequence[ServerExtensionFactory] = (),
-        **limits,
+        **limits: Any,
     ) -> None:
         super().__init__(**limits)
         self.subprotocols = tuple(subprotocols)
@@ -634,9 +718,9 @@ class ServerConnection(Connection):
         status = exc.status or 400
         headers = []
         if status == 426:
-            headers.append(("Sec-WebSocket-Version", "13"))  # RFC 6455 §4.4
-        elif status == 405:
-            headers.append(("Allow", "GET"))  # RFC 9110 §15.5.6
+            # RFC 6455 §4.2.2 step 4 / §4.4: the versions we speak; build_response adds the
+            # Upgrade header every 426 needs (RFC 9110 §15.5.22).
+            headers.append(("Sec-WebSocket-Version", "13"))
         self._out.append(
             hs.build_response(status, headers=headers, body=(exc.reason + "\n").encode("utf-8", "replace"))
         )

@@ -13,9 +13,9 @@ construction on CPython 3.11), and they are compared by value like the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
 
 from ._env import NO_EXTENSIONS, REQUIRE_EXTENSIONS
-from typing import Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Event",
@@ -37,7 +37,7 @@ Headers = Sequence[Tuple[str, str]]
 
 if NO_EXTENSIONS:
     from ._messages import BinaryMessage, Event, Ping, Pong, TextMessage
-else:
+else:  # pragma: no cover  (coverage runs on the pure-Python build: WSFAST_NO_EXTENSIONS=1)
     try:
         from ._messages_c import BinaryMessage, Event, Ping, Pong, TextMessage
     except ImportError:

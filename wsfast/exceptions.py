@@ -106,7 +106,9 @@ class NegotiationError(HandshakeError):
 class InvalidStatus(HandshakeError):
     """A client's handshake got an HTTP response other than 101 (e.g. 403, 404, 503)."""
 
-    def __init__(self, status: int, reason: str = "", headers: tuple = (), body: bytes = b"") -> None:
+    def __init__(
+        self, status: int, reason: str = "", headers: tuple[tuple[str, str], ...] = (), body: bytes = b""
+    ) -> None:
         text = f"server rejected the WebSocket handshake: HTTP {status} {reason}".rstrip()
         super().__init__(text, status)
         self.reason = reason
@@ -117,7 +119,7 @@ class InvalidStatus(HandshakeError):
         name = name.lower()
         for k, v in self.headers:
             if k.lower() == name:
-                return v
+                return str(v)
         return default
 
 

@@ -39,8 +39,8 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ._net import closed_error, handshake_error
 from ._state import CLOSED, CONNECTING, OPEN
@@ -69,7 +69,7 @@ from .exceptions import (
     QueueFull,
 )
 
-__all__ = ["Handler", "Accept", "Reject", "WebSocket", "Transport", "DEFAULT_QUEUE_SIZE"]
+__all__ = ["Handler", "Accept", "Reject", "DEFER", "WebSocket", "Transport", "DEFAULT_QUEUE_SIZE"]
 
 log = logging.getLogger("wsfast.handler")
 _get_ident = threading.get_ident
@@ -100,7 +100,18 @@ class Reject:
     body: bytes = b""
 
 
-Decision = Union[None, Accept, Reject]
+class _Defer:
+    """The type of ``DEFER``."""
+
+    def __repr__(self) -> str:
+        return "DEFER"
+
+
+#: ``on_request``'s answer when the decision comes later, from outside the callback (an
+#: ASGI app's task): call ``ws.accept()``/``ws.reject()`` then; the handshake timer runs on.
+DEFER = _Defer()
+
+Decision = Union[None, Accept, Reject, _Defer]
 
 
 class Handler:
@@ -110,40 +121,40 @@ class Handler:
     nothing measurable, since the engine validates UTF-8 as it parses), binary as ``bytes``.
     """
 
-    def on_request(self, ws: "WebSocket", request: Request) -> Decision:
+    def on_request(self, ws: WebSocket, request: Request) -> Decision:
         """Servers: the handshake request (``request.path``, ``.query``, ``.headers``,
         ``ws.remote_address``). Return ``None``/``Accept(...)`` to accept, ``Reject(...)`` to refuse."""
         return None
 
-    def on_open(self, ws: "WebSocket") -> None:
+    def on_open(self, ws: WebSocket) -> None:
         """The handshake is done: ``ws.subprotocol``, ``ws.request``/``ws.response`` are set."""
 
-    def on_text(self, ws: "WebSocket", data: str) -> None:
+    def on_text(self, ws: WebSocket, data: str) -> None:
         """A text message."""
 
-    def on_binary(self, ws: "WebSocket", data: bytes) -> None:
+    def on_binary(self, ws: WebSocket, data: bytes) -> None:
         """A binary message."""
 
-    def on_ping(self, ws: "WebSocket", payload: bytes) -> None:
+    def on_ping(self, ws: WebSocket, payload: bytes) -> None:
         """A ping arrived (the pong was already queued automatically)."""
 
-    def on_pong(self, ws: "WebSocket", payload: bytes) -> None:
+    def on_pong(self, ws: WebSocket, payload: bytes) -> None:
         """A pong arrived."""
 
-    def on_close(self, ws: "WebSocket", code: int, reason: str, clean: bool) -> None:
+    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
         """The connection is gone. ``code``/``reason`` are the peer's close frame (1006: none
         arrived); ``clean`` is True when the closing handshake completed before TCP ended."""
 
-    def on_error(self, ws: "WebSocket", exc: BaseException) -> None:
+    def on_error(self, ws: WebSocket, exc: BaseException) -> None:
         """Something failed (see the module docstring for the types); ``on_close`` follows."""
 
-    def on_idle(self, ws: "WebSocket") -> None:
+    def on_idle(self, ws: WebSocket) -> None:
         """Spin-wait client modes: an iteration found nothing to do."""
 
-    def on_pause(self, ws: "WebSocket") -> None:
+    def on_pause(self, ws: WebSocket) -> None:
         """The write buffer passed its high watermark: stop producing until ``on_resume``."""
 
-    def on_resume(self, ws: "WebSocket") -> None:
+    def on_resume(self, ws: WebSocket) -> None:
         """The write buffer drained below its low watermark."""
 
 
@@ -249,7 +260,7 @@ class WebSocket:
         self._on_binary = handler.on_binary
         self._owner = _get_ident()
         self._lock: Optional[threading.RLock] = threading.RLock() if cross_thread == "lock" else None
-        self._commands: Deque[Tuple[Callable[..., Any], tuple]] = deque()
+        self._commands: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()
         self._qlock = threading.Lock()
         self._queue_size = queue_size
         # Timers: absolute monotonic deadlines (None = not armed).
@@ -265,12 +276,26 @@ class WebSocket:
         self._opened = False
         self._in_dispatch = False
         self._eof_pending = False  # a close asked for inside a callback: finish after dispatch
+        self._gave_up = False  # the application closed/force-quit during the handshake
+        self._paused = False  # pause_dispatch(): hand out nothing more until resume_dispatch()
+        self._held: Optional[Iterator[Any]] = None  # the events() iterator a pause stopped
 
     # ------------------------------------------------------------------ adapter side
 
-    def bind_thread(self) -> None:
-        """Make the calling thread the owning one (the adapter's loop thread)."""
-        self._owner = _get_ident()
+    def bind_thread(self, ident: Optional[int] = None) -> None:
+        """Make the calling thread (or the thread ``ident``) the owning one (the adapter's loop)."""
+        self._owner = _get_ident() if ident is None else ident
+
+    @property
+    def in_dispatch(self) -> bool:
+        """True while a callback of this connection runs (on the owning thread)."""
+        return self._in_dispatch
+
+    @property
+    def close_pending(self) -> bool:
+        """True when the peer's close or a protocol failure waits behind events not yet
+        handed out (its close frame goes out when they are: answer them first)."""
+        return getattr(self.conn, "_pending", None) is not None
 
     def start(self) -> None:
         """The transport is connected: write the client's request, arm the handshake timer."""
@@ -292,7 +317,7 @@ class WebSocket:
         conn = self.conn
         self._rx += 1
         conn.receive_data(data)
-        if conn._events:
+        if conn._events and not self._paused:
             self._dispatch()
         out = conn.data_to_send()
         if out:
@@ -311,7 +336,7 @@ class WebSocket:
     def _feed_eof(self) -> None:
         if self.closed:
             return
-        if self._in_dispatch:
+        if self._in_dispatch or self._paused:
             self._eof_pending = True
             return
         self.conn.receive_eof()
@@ -408,14 +433,51 @@ class WebSocket:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _dispatch(self) -> None:
+    def pause_dispatch(self) -> None:
+        """Inside a callback: hand out no further event until ``resume_dispatch()``.
+
+        The events behind stay in the engine, in order; so does a protocol failure among
+        them, whose close frame therefore goes out only after the application answered the
+        messages before it (an ASGI app's task answers later than its callback). Bytes fed
+        meanwhile are buffered by the engine within its limits; the adapter should stop
+        reading the socket while paused."""
+        self._paused = True
+
+    def resume_dispatch(self) -> None:
+        """Owning thread: go on handing out events where ``pause_dispatch`` stopped."""
+        if self._lock is not None:
+            with self._lock:
+                self._resume_dispatch()
+        else:
+            self._resume_dispatch()
+
+    def _resume_dispatch(self) -> None:
+        if not self._paused or self._in_dispatch:
+            self._paused = False
+            return
+        self._paused = False
+        held, self._held = self._held, None
+        self._dispatch(held)
+        self._flush()
+        if self._eof_pending and not self._paused and not self.closed:
+            self._eof_pending = False
+            self._feed_eof()
+
+    @property
+    def dispatch_paused(self) -> bool:
+        return self._paused
+
+    def _dispatch(self, held: Optional[Iterator[Any]] = None) -> None:
         conn = self.conn
         on_text = self._on_text
         on_binary = self._on_binary
         self._in_dispatch = True
         try:
             while True:
-                for ev in conn.events():
+                ev: Any
+                it = held if held is not None else conn.events()
+                held = None
+                for ev in it:
                     t = type(ev)
                     if t is TextMessage:
                         self.messages_received += 1
@@ -425,13 +487,16 @@ class WebSocket:
                         on_binary(self, ev.data)
                     else:
                         self._on_event(ev)
+                    if self._paused:
+                        self._held = it
+                        return
                 if not conn._events:
                     break
         except Exception as exc:
             self._handler_failed(exc)
         finally:
             self._in_dispatch = False
-        if self._eof_pending:
+        if self._eof_pending and not self._paused:
             self._eof_pending = False
             self._feed_eof()
 
@@ -455,7 +520,11 @@ class WebSocket:
             self.log.debug("protocol failure %s: %s", ev.code, ev.reason)
             self._report(_protocol_error(ev))
         elif t is Rejected or t is HandshakeFailed:
-            if isinstance(self.conn, ServerConnection):
+            if self.error is not None or self._gave_up:
+                # Already explained (OpenTimeout), or the application gave up the handshake
+                # itself (close/force_quit while connecting): one error, not a second one.
+                self.log.debug("handshake ended: %s", ev.reason)
+            elif isinstance(self.conn, ServerConnection):
                 self.log.info("handshake refused with %s: %s", ev.status, ev.reason)
                 self._report(InvalidHandshake(ev.reason, ev.status))
             else:
@@ -481,6 +550,8 @@ class WebSocket:
             return
         if conn.state is not CONNECTING:
             return  # the hook answered through ws.accept()/ws.reject() itself
+        if decision is DEFER:
+            return  # answered later with ws.accept()/ws.reject() (e.g. an ASGI app's task)
         if isinstance(decision, Reject):
             self.log.info("handshake rejected by the application with %s", decision.status)
             conn.reject(decision.status, headers=decision.headers, body=decision.body)
@@ -569,7 +640,7 @@ class WebSocket:
         if self.conn.state is not OPEN:
             self._after_state_change()
 
-    def _run(self, fn: Callable[..., Any], args: tuple) -> Any:
+    def _run(self, fn: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
         """Run an operation on the owning thread, under the lock, or queue it."""
         lock = self._lock
         if lock is not None:
@@ -713,6 +784,7 @@ class WebSocket:
         conn = self.conn
         if conn.state is CONNECTING:
             # Nothing to close yet: give up the handshake.
+            self._gave_up = True
             self._abort()
             return
         conn.close(code, reason)
@@ -720,7 +792,12 @@ class WebSocket:
 
     def force_quit(self) -> None:
         """Leave at once: close TCP without a closing handshake (``on_close`` with 1006)."""
-        self._run(self._abort, ())
+        self._run(self._force_quit, ())
+
+    def _force_quit(self) -> None:
+        if self.conn.state is CONNECTING:
+            self._gave_up = True
+        self._abort()
 
     def accept(self, subprotocol: Optional[str] = None, headers: Headers = ()) -> None:
         """Servers, inside ``on_request``: accept now (as returning ``Accept`` does)."""
@@ -729,6 +806,12 @@ class WebSocket:
             raise InvalidState("only a server connection accepts")
         conn.accept(subprotocol, extra_headers=[*self.response_headers, *headers])
         self._opened_now()
+        if not self._in_dispatch:
+            # Deferred answer (DEFER): nothing else will write the 101, nor hand out the
+            # frames that arrived behind the request.
+            if conn._events:
+                self._dispatch()
+            self._flush()
 
     def reject(self, status: int = 403, headers: Headers = (), body: bytes = b"") -> None:
         """Servers, inside ``on_request``: refuse now (as returning ``Reject`` does)."""
@@ -736,6 +819,8 @@ class WebSocket:
         if not isinstance(conn, ServerConnection):
             raise InvalidState("only a server connection rejects")
         conn.reject(status, headers=headers, body=body)
+        if not self._in_dispatch:
+            self._flush()  # deferred answer (DEFER): write the response, close TCP
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Any:
         """Run ``callback`` on the owning thread after ``delay`` seconds (adapter timers)."""

@@ -38,8 +38,9 @@ human-readable message and an HTTP status hint in ``.status``: the status a serv
 answer with (400, 405, 414, 426, 431, 505), or 0 when a client finds a fault in the server's
 response (there is nobody to answer). No other exception type escapes the parsing and
 validation functions, whatever the input. When ``status`` is 426 the server's response
-MUST carry ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.2.2 step 4); when it is 405 it should
-carry ``Allow: GET`` (RFC 9110 §15.5.6). Adding those is the caller's job.
+MUST carry ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.2.2 step 4): adding it is the caller's
+job; ``build_response`` adds what RFC 9110 requires of every such status (``Upgrade`` on a
+426, ``Allow`` on a 405, ``Content-Length``, ``Connection: close``).
 
 Faults in arguments given by the local application (a header value with CR/LF, a subprotocol
 that is not a token, ...) raise ``ValueError``: they are programming errors, and refusing them
@@ -143,6 +144,10 @@ _RESERVED_ACCEPT = frozenset(
      "sec-websocket-extensions", "content-length", "transfer-encoding"}
 )
 _RESERVED_RESPONSE = frozenset({"content-length", "transfer-encoding", "connection"})
+# RFC 9110 §15 names where http.HTTPStatus still has the RFC 7231 ones (and so that the
+# bytes on the wire do not change with the Python version).
+_PHRASES = {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+            422: "Unprocessable Content"}
 
 
 def _show(value: Union[str, bytes], limit: int = 80) -> str:
@@ -306,15 +311,31 @@ def build_response(
 
     Used to reject a handshake (the application's choice, e.g. 401/403/404) and to answer a
     malformed one (``InvalidHandshake.status``). ``status`` is 200-599. ``reason`` defaults to
-    the standard phrase (empty for unknown codes). Adds ``Content-Type: text/plain;
-    charset=utf-8`` when there is a body and ``headers`` has no Content-Type, then
-    ``Content-Length`` (not for 204/304, which cannot have a body: RFC 9110 §8.6) and
-    ``Connection: close`` (the connection is not reused after a failed upgrade).
+    the standard phrase (empty for unknown codes). Adds, after ``headers``:
+
+    - ``Allow: GET`` to a 405 without one (RFC 9110 §15.5.6: MUST);
+    - ``Upgrade: websocket`` to a 426 without one (RFC 9110 §15.5.22: MUST), and then
+      ``upgrade`` among the Connection options (RFC 9110 §7.8: a sender of Upgrade MUST);
+    - ``Content-Type: text/plain; charset=utf-8`` when there is a body and ``headers`` has no
+      Content-Type (RFC 9110 §8.3: SHOULD);
+    - ``Content-Length`` (not for 204/304, which cannot have a body: RFC 9110 §8.6), so the
+      peer knows where the body ends without waiting for the close;
+    - ``Connection: close`` (RFC 9112 §9.6: the connection is not reused after a failed
+      upgrade).
+
+    A 401 needs ``WWW-Authenticate`` (RFC 9110 §11.6.1) and a 407 ``Proxy-Authenticate``
+    (§11.7.1): only the application knows its challenge, so it must pass it in ``headers``.
+    They are not enforced here: a server that relays an application's response (an ASGI
+    denial response) sends what the application chose, as uvicorn's own protocols do.
+    No ``Date``: the engine has no clock, and RFC 9110 §6.6.1 forbids one from a server
+    without a clock; an adapter that has one may pass it in ``headers``.
     """
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise ValueError(
             f"status must be an int in 200-599 (use build_accept_response for 101): {status!r}"
         )
+    if reason is None:
+        reason = _PHRASES.get(status)
     if reason is None:
         try:
             reason = HTTPStatus(status).phrase
@@ -328,11 +349,17 @@ def build_response(
         raise ValueError(f"reason phrase is not ISO-8859-1: {reason!r}") from None
     body = bytes(body)
     out: List[Tuple[str, str]] = []
-    has_type = False
+    names = set()
     for name, value in headers:
         _check_header(name, value, _RESERVED_RESPONSE)
-        has_type = has_type or name.lower() == "content-type"
+        names.add(name.lower())
         out.append((name, value))
+    if status == 405 and "allow" not in names:
+        out.append(("Allow", "GET"))
+    if status == 426 and "upgrade" not in names:
+        out.append(("Upgrade", "websocket"))
+        names.add("upgrade")
+    has_type = "content-type" in names
     if status in (204, 304):
         if body:
             raise ValueError(f"a {status} response cannot have a body")
@@ -340,7 +367,7 @@ def build_response(
         if body and not has_type:
             out.append(("Content-Type", "text/plain; charset=utf-8"))
         out.append(("Content-Length", str(len(body))))
-    out.append(("Connection", "close"))
+    out.append(("Connection", "Upgrade, close" if "upgrade" in names else "close"))
     return _encode_head(f"HTTP/1.1 {status} {reason}", out) + body
 
 
@@ -367,6 +394,8 @@ def find_head_end(
     arrives one byte at a time linear instead of quadratic.
     """
     start = max(0, start - 3)
+    if isinstance(buf, memoryview):
+        buf = buf.tobytes()
     n = len(buf)
     end = -1
     i = buf.find(b"\r\n\r\n", start, max_size)
@@ -377,6 +406,8 @@ def find_head_end(
         end = j + 2
     if end >= 0:
         return end
+    if start == 0 or n <= 16 + 3:
+        _check_head_start(buf, request)
     if n >= max_size:
         what = "request" if request else "response"
         raise InvalidHandshake(
@@ -384,6 +415,27 @@ def find_head_end(
             status=431 if request else 0,
         )
     return -1
+
+
+def _check_head_start(buf: BytesLike, request: bool) -> None:
+    """Fail at once, not after ``max_size`` bytes or a timeout, when what arrives cannot
+    start an HTTP head: a TLS ClientHello sent to a plain server, a TLS record or binary
+    garbage answering a client. A request must open with a method token (RFC 9112 §3; empty
+    lines before it are allowed, §2.2); a response with ``HTTP/``."""
+    head = bytes(buf[:32]).lstrip(b"\r\n")
+    if not head:
+        return
+    if request:
+        method = head.split(b" ", 1)[0]
+        if _TOKEN_B.fullmatch(method):
+            return
+        hint = " (a TLS handshake: is the client using wss:// against a ws:// server?)" if head[0] == 0x16 else ""
+        raise InvalidHandshake(f"not an HTTP request: starts with {_show(head[:16])}{hint}", status=400)
+    k = min(len(head), 5)
+    if head[:k] == b"HTTP/"[:k]:
+        return
+    hint = " (a TLS record: is this a wss:// server?)" if head[0] in (0x15, 0x16) else ""
+    raise InvalidHandshake(f"not an HTTP response: starts with {_show(head[:16])}{hint}", status=0)
 
 
 def _split_lines(head: BytesLike, what: str, status: int) -> List[bytes]:

@@ -82,6 +82,10 @@ lives for the connection, created on the first compressed message.
 
 Uncompressed messages (RSV1 clear) pass through untouched in both directions.
 
+Both directions use the deflate backend ``wsfast._speedups`` chose at import (zlib-ng where
+available, else zlib; ``WSFAST_DEFLATE`` forces one): its ``Deflater`` compresses each frame
+(sync flush, tail stripped on the final frame, in one call) and its ``Inflater`` inflates.
+
 Defaults and why
 ----------------
 * ``compress_level=6``: zlib's default, also what websockets uses. On repetitive JSON (the
@@ -123,6 +127,26 @@ bits  mem_level=5         mem_level=8         memLevel=5          memLevel=8    
 15    189.4 KiB           301.4 KiB           189.5 KiB           301.5 KiB           0.2 KiB
 ====  ==================  ==================  ==================  ==================  =======
 
+On the zlib-ng backend (``wsfast._speedups.DEFLATE_BACKEND``; zlib-ng 2.3.3, compiled
+kernel) an idle connection holds more: the compressor's hash table has a fixed 64 Ki entries
+(128 KiB, whatever ``mem_level``) and the inflater always allocates a 32 KiB window
+(41.3 KiB, whatever the window bits). Same measurement, mem_level 5, context takeover:
+
+====  ==========  ==========  ==============  ==================================
+bits  zlib        zlib-ng     websockets 17.4  zlib-ng compressor / inflater alone
+====  ==========  ==========  ==============  ==================================
+9     31.8 KiB    187.7 KiB   32.0 KiB         146.3 KiB / 41.3 KiB
+12    49.3 KiB    201.7 KiB   49.5 KiB         160.3 KiB / 41.3 KiB
+15    189.3 KiB   313.7 KiB   189.5 KiB        272.3 KiB / 41.3 KiB
+====  ==========  ==========  ==============  ==================================
+
+To get websockets' figure back: ``WSFAST_DEFLATE=zlib`` (the whole process on zlib; costs
+the zlib-ng speed-up, see benchmarks/bench_deflate_backends.py), or ``*_no_context_takeover``
+on our sending side, which holds no compressor between messages (idle: the 41.3 KiB
+inflater only, below zlib's 189 KiB at 15 bits; costs compression ratio on small messages
+and a compressor set-up per message). With no context takeover both ways nothing is held on
+either backend.
+
 (websockets with nct: 0.3 KiB.) Where it goes, at 15 bits and mem_level 5: the compressor
 ~150 KiB (window 2 × 32 KiB, chain table 64 KiB, hash 8 KiB, symbol buffer 8 KiB, state
 ~6 KiB), the inflater ~39 KiB (state ~7 KiB, window 32 KiB). Each window bit less halves the
@@ -132,25 +156,19 @@ window-proportional parts.
 from __future__ import annotations
 
 import zlib
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from ._speedups import Deflater, Inflater, deflate_classes
 from .exceptions import NegotiationError, ProtocolError
 from .extensions import ClientExtensionFactory, Extension, Params, ServerExtensionFactory
-from ._speedups import Inflater
 
 __all__ = ["PerMessageDeflate", "ClientPerMessageDeflate", "ServerPerMessageDeflate"]
 
 NAME = "permessage-deflate"
-_TAIL = b"\x00\x00\xff\xff"
-# An empty non-final stored block's header, byte-aligned, without LEN/NLEN: the payload of a
-# compressed frame that adds no data (RFC 7692 §7.2.3.6), e.g. an empty message.
-_EMPTY = b"\x00"
 # Exact spellings of the valid window bits values: no leading zero, sign or blank (§7.1.2).
 _WINDOW_BITS = {str(bits): bits for bits in range(8, 16)}
 # zlib's largest match distance is w_size - MIN_LOOKAHEAD (258 + 3 + 1).
 _MIN_LOOKAHEAD = 262
-_Z_SYNC_FLUSH = zlib.Z_SYNC_FLUSH
-_DEFLATED = zlib.DEFLATED
 
 
 def _compressor_bits(window_bits: int) -> int:
@@ -176,6 +194,8 @@ class PerMessageDeflate(Extension):
         "compress_level",
         "mem_level",
         "threshold",
+        "backend",
+        "_classes",
         "_inflater",
         "_deflater",
         "_tx_compressed",
@@ -192,10 +212,12 @@ class PerMessageDeflate(Extension):
         compress_level: int = 6,
         mem_level: int = 5,
         threshold: int = 32,
+        backend: Optional[str] = None,
     ) -> None:
         _check_bits("local_max_window_bits", local_max_window_bits)
         _check_bits("remote_max_window_bits", remote_max_window_bits)
         _check_compressor(compress_level, mem_level, threshold)
+        _check_backend(backend)
         self.local_no_context_takeover = bool(local_no_context_takeover)
         self.remote_no_context_takeover = bool(remote_no_context_takeover)
         self.local_max_window_bits = local_max_window_bits
@@ -203,8 +225,11 @@ class PerMessageDeflate(Extension):
         self.compress_level = compress_level
         self.mem_level = mem_level
         self.threshold = threshold
+        self.backend = backend
+        # None: the process's backend (the module's Inflater/Deflater, looked up when used).
+        self._classes = None if backend is None else deflate_classes(backend)
         self._inflater: Optional[Inflater] = None
-        self._deflater = None
+        self._deflater: Optional[Deflater] = None
         self._tx_compressed = False
         self._tx_fallback = False
 
@@ -215,7 +240,7 @@ class PerMessageDeflate(Extension):
             f"local_max_window_bits={self.local_max_window_bits}, "
             f"remote_max_window_bits={self.remote_max_window_bits}, "
             f"compress_level={self.compress_level}, mem_level={self.mem_level}, "
-            f"threshold={self.threshold})"
+            f"threshold={self.threshold}, backend={self.backend!r})"
         )
 
     # -- receiving -------------------------------------------------------------------------
@@ -224,7 +249,8 @@ class PerMessageDeflate(Extension):
         if not rsv & 0x40:
             return False
         if self._inflater is None:
-            self._inflater = Inflater(self.remote_max_window_bits)
+            classes = self._classes
+            self._inflater = (Inflater if classes is None else classes[0])(self.remote_max_window_bits)
         return True
 
     def decode(self, data: bytes, max_length: int) -> bytes:
@@ -269,18 +295,16 @@ class PerMessageDeflate(Extension):
                 while small < bits and (1 << small) < size:
                     small += 1
                 bits = small
-            deflater = zlib.compressobj(
-                self.compress_level, _DEFLATED, -_compressor_bits(bits), self.mem_level
+            classes = self._classes
+            deflater = (Deflater if classes is None else classes[1])(
+                self.compress_level, _compressor_bits(bits), self.mem_level
             )
             self._deflater = deflater
-        data = deflater.compress(payload) + deflater.flush(_Z_SYNC_FLUSH)
+        # Sync-flushed; on the final frame without the 00 00 ff ff tail, or 00 if empty.
+        data = deflater.compress(payload, fin)
         if fin:
             if self.local_no_context_takeover:
                 self._deflater = None
-            if data.endswith(_TAIL):
-                data = data[:-4]
-            if not data:
-                data = _EMPTY
             if self._tx_fallback and len(data) >= len(payload):
                 return 0, payload
         return (0x40 if first else 0), data
@@ -296,13 +320,13 @@ class _InvalidParams(Exception):
 _NO_CONTEXT = ("server_no_context_takeover", "client_no_context_takeover")
 
 
-def _parse(params: Params, *, offer: bool) -> dict:
+def _parse(params: Params, *, offer: bool) -> Dict[str, Any]:
     """Validate permessage-deflate parameters; raise ``_InvalidParams`` (RFC 7692 §7.1).
 
     Returns a dict of the parameters present: ``*_no_context_takeover`` → True, window bits →
     int, and (offers only) ``client_max_window_bits`` without a value → True.
     """
-    parsed: dict = {}
+    parsed: Dict[str, Any] = {}
     for name, value in params:
         if name in parsed:
             raise _InvalidParams(f"duplicate parameter {name}")
@@ -341,6 +365,13 @@ def _check_compressor(compress_level: int, mem_level: int, threshold: int) -> No
         raise ValueError(f"threshold must be an int >= 0, not {threshold!r}")
 
 
+def _check_backend(backend: object) -> None:
+    if backend is not None and backend not in ("zlib", "zlib-ng"):
+        raise ValueError(f"backend must be None, 'zlib' or 'zlib-ng', not {backend!r}")
+    if backend is not None:
+        deflate_classes(backend)  # ImportError now, not at the first message
+
+
 def _check_flag(name: str, value: object) -> None:
     if type(value) is not bool:
         raise ValueError(f"{name} must be a bool, not {value!r}")
@@ -357,7 +388,10 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
     we will use whatever the server says; ``None``/``False`` does not offer it.
     ``compress_level``, ``mem_level``: zlib settings of our compressor (see the module
     docstring for the defaults). ``threshold``: messages shorter than this many bytes are
-    sent uncompressed unless the caller forces it.
+    sent uncompressed unless the caller forces it. ``backend``: the deflate library of this
+    connection, ``"zlib"`` or ``"zlib-ng"``; None (default) = the process's
+    (``wsfast._speedups.DEFLATE_BACKEND``). ``"zlib"`` holds less memory per idle connection
+    (module docstring); an unavailable ``"zlib-ng"`` raises ImportError here.
     """
 
     name = NAME
@@ -372,6 +406,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         compress_level: int = 6,
         mem_level: int = 5,
         threshold: int = 32,
+        backend: Optional[str] = None,
     ) -> None:
         _check_flag("server_no_context_takeover", server_no_context_takeover)
         _check_flag("client_no_context_takeover", client_no_context_takeover)
@@ -381,6 +416,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         if client_max_window_bits is not True:
             _check_bits("client_max_window_bits", client_max_window_bits, allow_none=True)
         _check_compressor(compress_level, mem_level, threshold)
+        _check_backend(backend)
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = server_max_window_bits
@@ -388,6 +424,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         self.compress_level = compress_level
         self.mem_level = mem_level
         self.threshold = threshold
+        self.backend = backend
 
     def __repr__(self) -> str:
         return (
@@ -396,7 +433,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
             f"server_max_window_bits={self.server_max_window_bits}, "
             f"client_max_window_bits={self.client_max_window_bits}, "
             f"compress_level={self.compress_level}, mem_level={self.mem_level}, "
-            f"threshold={self.threshold})"
+            f"threshold={self.threshold}, backend={self.backend!r})"
         )
 
     def offer(self) -> Params:
@@ -456,6 +493,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
             compress_level=self.compress_level,
             mem_level=self.mem_level,
             threshold=self.threshold,
+            backend=self.backend,
         )
 
 
@@ -470,7 +508,8 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
     let the client use, sent when the client offered the parameter; None = no limit.
     ``require_client_max_window_bits``: decline offers without ``client_max_window_bits``
     (otherwise such clients may use a 15-bit window, which our inflater then allocates).
-    ``compress_level``, ``mem_level``, ``threshold``: as for ``ClientPerMessageDeflate``.
+    ``compress_level``, ``mem_level``, ``threshold``, ``backend``: as for
+    ``ClientPerMessageDeflate``.
     """
 
     name = NAME
@@ -486,6 +525,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
         compress_level: int = 6,
         mem_level: int = 5,
         threshold: int = 32,
+        backend: Optional[str] = None,
     ) -> None:
         _check_flag("server_no_context_takeover", server_no_context_takeover)
         _check_flag("client_no_context_takeover", client_no_context_takeover)
@@ -495,6 +535,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
         if require_client_max_window_bits and client_max_window_bits is None:
             raise ValueError("require_client_max_window_bits needs client_max_window_bits")
         _check_compressor(compress_level, mem_level, threshold)
+        _check_backend(backend)
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = server_max_window_bits
@@ -503,6 +544,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
         self.compress_level = compress_level
         self.mem_level = mem_level
         self.threshold = threshold
+        self.backend = backend
 
     def __repr__(self) -> str:
         return (
@@ -512,7 +554,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
             f"client_max_window_bits={self.client_max_window_bits}, "
             f"require_client_max_window_bits={self.require_client_max_window_bits}, "
             f"compress_level={self.compress_level}, mem_level={self.mem_level}, "
-            f"threshold={self.threshold})"
+            f"threshold={self.threshold}, backend={self.backend!r})"
         )
 
     def negotiate(self, offers: Sequence[Params]) -> Optional[Tuple[Params, PerMessageDeflate]]:
@@ -526,7 +568,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
                 return accepted
         return None
 
-    def _accept(self, offer: dict) -> Optional[Tuple[Params, PerMessageDeflate]]:
+    def _accept(self, offer: Dict[str, Any]) -> Optional[Tuple[Params, PerMessageDeflate]]:
         client_offers_bits = "client_max_window_bits" in offer
         if self.require_client_max_window_bits and not client_offers_bits:
             return None
@@ -573,5 +615,6 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
             compress_level=self.compress_level,
             mem_level=self.mem_level,
             threshold=self.threshold,
+            backend=self.backend,
         )
         return response, extension

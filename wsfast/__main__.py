@@ -1,0 +1,5 @@
+"""``python -m wsfast``: see ``wsfast.cli``."""
+
+from .cli import main
+
+raise SystemExit(main())
