@@ -9,7 +9,7 @@ excluded (``# pragma: no cover``, each with its reason on the line) are the comp
 import branch of events.py (not taken on the pure-Python build), _env.py's refusal of both
 switches (exercised in a subprocess, which coverage does not follow) and one defensive size
 check in _parser.py that both callers make unreachable. A module not listed is reported, not
-enforced (the adapters are measured by their own suites).
+enforced. The adapters have lower floors, below.
 """
 
 from __future__ import annotations
@@ -34,6 +34,34 @@ FLOORS: dict[str, float] = {
         "wsfast/handshake.py",
     )
 }
+
+
+# The adapters and the shared IO layer, measured by the whole suite on the pure-Python build
+# on 2026-12-02 (CI's run), floored 5 points below that: their error paths depend on timing
+# (which socket call a reset hits), so a run varies by a point or two. Raise them as tests grow.
+# cli.py is not listed: its tests run it in subprocesses, which coverage does not follow.
+FLOORS.update({
+    "wsfast/handler.py": 86.0,
+    "wsfast/_net.py": 71.0,
+    "wsfast/_options.py": 81.0,
+    "wsfast/_sockio.py": 79.0,
+    "wsfast/_nbio.py": 79.0,
+    "wsfast/_uri.py": 75.0,
+    "wsfast/permessage_deflate.py": 93.0,
+    "wsfast/sync/_connection.py": 79.0,
+    "wsfast/sync/client.py": 83.0,
+    "wsfast/sync/server.py": 80.0,
+    "wsfast/clients/_common.py": 77.0,
+    "wsfast/clients/background.py": 80.0,
+    "wsfast/clients/blocking.py": 81.0,
+    "wsfast/clients/nonblocking.py": 81.0,
+    "wsfast/loop/_loop.py": 74.0,
+    "wsfast/asyncio/_connection.py": 76.0,
+    "wsfast/asyncio/_protocol.py": 87.0,
+    "wsfast/asyncio/client.py": 80.0,
+    "wsfast/asyncio/server.py": 91.0,
+    "wsfast/uvicorn.py": 69.0,
+})
 
 
 def main() -> int:

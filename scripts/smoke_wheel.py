@@ -65,6 +65,16 @@ def main() -> int:
 
     check_kernels()
     check_engine()
+    # The adapter packages and the CLI ship in the wheel (standard library only to import;
+    # uvicorn's class needs uvicorn, so it is not imported here).
+    for name in ("wsfast.sync", "wsfast.clients", "wsfast.loop", "wsfast.asyncio", "wsfast.cli"):
+        importlib.import_module(name)
+    from wsfast._modes import MODES, get_mode
+
+    for name in MODES:
+        if name != "uvloop":
+            get_mode(name)
+    print(f"adapters: {', '.join(n for n in MODES if n != 'uvloop')} import")
     print(f"smoke test passed ({args.expect})")
     return 0
 

@@ -9,6 +9,10 @@ from typing import Iterator, Tuple
 
 import pytest
 
+# The interop suite's `node` fixture (node on PATH, `npm install` of tests/interop once), for
+# the adapter tests that talk to a Node `ws` peer.
+from tests.interop.conftest import node  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def tls() -> Tuple[ssl.SSLContext, ssl.SSLContext]:

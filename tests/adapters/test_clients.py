@@ -938,18 +938,14 @@ setTimeout(() => process.exit(0), 60000);
 
 
 @pytest.fixture(scope="module")
-def node_tls_server(tmp_path_factory: Any) -> Any:
+def node_tls_server(tmp_path_factory: Any, node: str) -> Any:
     """A Node ``ws`` echo server over TLS (https + ws), certificate from a fresh trustme CA."""
     import json
     import pathlib
-    import shutil
     import subprocess
 
     trustme = pytest.importorskip("trustme")
     interop = pathlib.Path(__file__).resolve().parent.parent / "interop"
-    node = shutil.which("node")
-    if node is None or not (interop / "node_modules" / "ws" / "package.json").exists():
-        pytest.skip("needs node and tests/interop/node_modules/ws (run the interop suite once)")
     from tests.interop.peers import _kill_group
 
     d = tmp_path_factory.mktemp("node_tls")
