@@ -431,16 +431,8 @@ def open_client(
     if open_timeout is not None:
         open_timeout = max(open_timeout - (_monotonic() - start), 0.001)
     transport = BlockingSocketTransport(sock, write_timeout)
-    ws = WebSocket(
-        conn,
-        handler,
-        transport,
-        open_timeout=open_timeout,
-        ping_interval=options.ping_interval,
-        ping_timeout=options.ping_timeout,
-        close_timeout=options.close_timeout,
-        cross_thread=cross_thread,
-        logger=logger,
+    ws = WebSocket.with_options(
+        conn, handler, transport, options, open_timeout=open_timeout, cross_thread=cross_thread, logger=logger
     )
     try:
         ws.local_address = sock.getsockname()

@@ -40,7 +40,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from ._net import closed_error, handshake_error
 from ._state import CLOSED, CONNECTING, OPEN
@@ -79,6 +79,7 @@ _monotonic = time.monotonic
 DEFAULT_QUEUE_SIZE = 4096
 
 Headers = Sequence[Tuple[str, str]]
+_W = TypeVar("_W", bound="WebSocket")
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,22 @@ class WebSocket:
         self._gave_up = False  # the application closed/force-quit during the handshake
         self._paused = False  # pause_dispatch(): hand out nothing more until resume_dispatch()
         self._held: Optional[Iterator[Any]] = None  # the events() iterator a pause stopped
+
+    @classmethod
+    def with_options(
+        cls: Type[_W], conn: Connection, handler: Handler, transport: Transport, options: Any, **kwargs: Any
+    ) -> _W:
+        """A driver with the timers of ``options`` (a ``ClientOptions``/``ServerOptions``:
+        ``open_timeout``, ``ping_interval``, ``ping_timeout``, ``close_timeout``); keyword
+        arguments override them and give the rest (``cross_thread``, ``queue_size``, ...)."""
+        timers: Dict[str, Any] = {
+            "open_timeout": options.open_timeout,
+            "ping_interval": options.ping_interval,
+            "ping_timeout": options.ping_timeout,
+            "close_timeout": options.close_timeout,
+        }
+        timers.update(kwargs)
+        return cls(conn, handler, transport, **timers)
 
     # ------------------------------------------------------------------ adapter side
 

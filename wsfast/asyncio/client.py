@@ -29,16 +29,8 @@ def _new_ws(
 ) -> Tuple[WebSocketURI, WebSocket, AsyncioTransport]:
     parsed, conn = new_client(uri, opts)
     tio = AsyncioTransport(loop)
-    ws = WebSocket(
-        conn,
-        handler,
-        tio,
-        open_timeout=None,  # the whole open is bounded below, TCP + TLS + handshake
-        ping_interval=opts.ping_interval,
-        ping_timeout=opts.ping_timeout,
-        close_timeout=opts.close_timeout,
-        cross_thread="queue",
-    )
+    # open_timeout=None: the whole open is bounded below, TCP + TLS + handshake.
+    ws = WebSocket.with_options(conn, handler, tio, opts, open_timeout=None, cross_thread="queue")
     return parsed, ws, tio
 
 

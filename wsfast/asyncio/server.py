@@ -61,16 +61,7 @@ class Server:
         busy = (limit is not None and len(self.protocols) >= limit) or self._closing
         handler = _BUSY if busy else self._make_handler()
         tio = AsyncioTransport(self.loop)
-        ws = WebSocket(
-            new_server(opts),
-            handler,
-            tio,
-            open_timeout=opts.open_timeout,
-            ping_interval=opts.ping_interval,
-            ping_timeout=opts.ping_timeout,
-            close_timeout=opts.close_timeout,
-            cross_thread="queue",
-        )
+        ws = WebSocket.with_options(new_server(opts), handler, tio, opts, cross_thread="queue")
         ws.response_headers = tuple(opts.headers)
         p = WSProtocol(ws, tio, self._lost, self.read_size)
         if handler is not _BUSY:

@@ -373,17 +373,8 @@ class ClientBase:
     def _new_ws(self, transport: Transport, cross_thread: str, queue_size: int) -> ClientWebSocket:
         _uri, conn = new_client(self.uri, self.options)
         opts = self.options
-        ws = ClientWebSocket(
-            conn,
-            self.handler,
-            transport,
-            open_timeout=opts.open_timeout,
-            ping_interval=opts.ping_interval,
-            ping_timeout=opts.ping_timeout,
-            close_timeout=opts.close_timeout,
-            cross_thread=cross_thread,
-            queue_size=queue_size,
-            logger=log,
+        ws = ClientWebSocket.with_options(
+            conn, self.handler, transport, opts, cross_thread=cross_thread, queue_size=queue_size, logger=log
         )
         self.ws = ws
         return ws

@@ -1146,17 +1146,8 @@ class Loop:
             if listener.forwarded_allow_ips:
                 handler = _Forwarded(handler, listener.forwarded_allow_ips)
         c = _Conn(self, sock, listener)
-        ws = WebSocket(
-            new_server(opts),
-            handler,
-            c,
-            open_timeout=opts.open_timeout,
-            ping_interval=opts.ping_interval,
-            ping_timeout=opts.ping_timeout,
-            close_timeout=opts.close_timeout,
-            cross_thread="queue",
-            queue_size=self.queue_size,
-            logger=log,
+        ws = WebSocket.with_options(
+            new_server(opts), handler, c, opts, cross_thread="queue", queue_size=self.queue_size, logger=log
         )
         c.ws = ws
         ws.response_headers = opts.headers
@@ -1208,17 +1199,8 @@ class Loop:
         c._server_hostname = parsed.server_hostname or parsed.host if ctx is not None else None
         c._host, c._port = parsed.host, parsed.port
         c._where = parsed.host_header if opts.unix_path is None else opts.unix_path
-        ws = WebSocket(
-            engine,
-            handler,
-            c,
-            open_timeout=opts.open_timeout,
-            ping_interval=opts.ping_interval,
-            ping_timeout=opts.ping_timeout,
-            close_timeout=opts.close_timeout,
-            cross_thread="queue",
-            queue_size=self.queue_size,
-            logger=log,
+        ws = WebSocket.with_options(
+            engine, handler, c, opts, cross_thread="queue", queue_size=self.queue_size, logger=log
         )
         c.ws = ws
         if self._thread_id is not None:

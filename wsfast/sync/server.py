@@ -296,16 +296,9 @@ class Server:
         open_timeout = REJECT_TIMEOUT if reject is not None else opts.open_timeout
         if open_timeout is not None:
             open_timeout = max(open_timeout - (_monotonic() - start), 0.001)
-        ws = WebSocket(
-            new_server(opts),
-            handler,
-            BlockingSocketTransport(sock, REJECT_TIMEOUT if reject is not None else self.write_timeout),
-            open_timeout=open_timeout,
-            ping_interval=opts.ping_interval,
-            ping_timeout=opts.ping_timeout,
-            close_timeout=opts.close_timeout,
-            cross_thread="lock",
-            logger=log,
+        transport = BlockingSocketTransport(sock, REJECT_TIMEOUT if reject is not None else self.write_timeout)
+        ws = WebSocket.with_options(
+            new_server(opts), handler, transport, opts, open_timeout=open_timeout, cross_thread="lock", logger=log
         )
         ws.response_headers = tuple(opts.headers)
         ws.remote_address = peer_name(sock) if self.unix_path is None else self.unix_path
