@@ -120,6 +120,9 @@ class BlockingSocketTransport(Transport):
         self._wpoll.register(self._fd, _POLLOUT)
         self._wmask = _POLLOUT
         self._plain_dontwait = not self.tls and bool(_DONTWAIT)
+        # A blocking recv() returns within IDLE_TICK (SO_RCVTIMEO), so a read whose timeout is
+        # at least that long needs no poll() first: one syscall per read with keepalive on.
+        self._tick_read = self._plain_dontwait
         # Without MSG_DONTWAIT (or with TLS) the socket is non-blocking and polled.
         self._io: Optional[threading.Lock] = None if self._plain_dontwait else threading.Lock()
         # Plain sockets stay blocking (reads poll first when they have a deadline, and give up
@@ -131,13 +134,15 @@ class BlockingSocketTransport(Transport):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tick)
             except OSError:  # pragma: no cover - then a read with no timer waits for data
-                pass
+                self._tick_read = False
 
     # ------------------------------------------------------------------ reading
 
     def read(self, timeout: Optional[float]) -> Optional[bytes]:
-        """The next bytes from the peer (the backlog first): None if ``timeout`` seconds
-        pass first (0 polls, None waits), ``b""`` at end of file. Raises ``OSError``."""
+        """The next bytes from the peer (the backlog first), ``b""`` at end of file, or None
+        when nothing came: never later than ``timeout`` seconds (0 polls), but possibly
+        sooner, after ``IDLE_TICK``, when ``timeout`` is None or longer (the caller re-checks
+        its deadline and timers). Raises ``OSError``."""
         rlock = self._rlock
         if not rlock.acquire(True, -1 if timeout is None else timeout):
             return None  # a blocked writer is reading for us; its backlog comes next time
@@ -155,7 +160,9 @@ class BlockingSocketTransport(Transport):
                 raise self._read_error
             if self._plain_dontwait:
                 sock = self.sock
-                if timeout is None:
+                if timeout is None or (timeout >= IDLE_TICK and self._tick_read):
+                    # Returns within IDLE_TICK, never after ``timeout``: the caller re-checks
+                    # its deadline (an early None is allowed: "nothing yet").
                     try:
                         return sock.recv(READ_SIZE)
                     except BlockingIOError:  # IDLE_TICK passed (SO_RCVTIMEO)

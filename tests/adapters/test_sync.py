@@ -401,6 +401,33 @@ def test_keepalive_timeout_client_1011() -> None:
             assert info.value.sent_code == 1011
 
 
+def test_long_timeouts_take_the_one_syscall_read_and_stay_on_time() -> None:
+    """With timeouts of IDLE_TICK or more a read is one blocking recv() bounded by
+    SO_RCVTIMEO (no poll() first): recv(timeout) must still wait the whole timeout (not
+    return at the first tick) and a keepalive whose interval is past the tick still fires."""
+    from wsfast._sockio import IDLE_TICK
+
+    def no_pong(sock: socket.socket) -> None:
+        engine_handshake(sock, auto_pong=False)
+        drain_until_eof(sock)
+
+    with RawServer(no_pong) as raw:
+        interval = IDLE_TICK * 1.2
+        with connect(f"ws://127.0.0.1:{raw.port}/", ping_interval=interval, ping_timeout=0.3) as ws:
+            transport = ws._ws.transport
+            assert transport._tick_read  # plain socket: the one-syscall path is the one taken
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                ws.recv(IDLE_TICK * 1.1)
+            assert time.monotonic() - start >= IDLE_TICK * 1.1
+            with pytest.raises(ConnectionClosedError) as info:
+                ws.recv(10)
+            elapsed = time.monotonic() - start
+            assert info.value.sent_code == 1011
+            # The ping went out at interval, its pong was due 0.3 s later: well under 10 s.
+            assert interval + 0.3 <= elapsed < 10
+
+
 def test_keepalive_timeout_server_1011() -> None:
     seen: List[BaseException] = []
 

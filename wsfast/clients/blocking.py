@@ -15,7 +15,7 @@ import time
 from typing import Any, Optional, Union
 
 from .._net import connect_socket, network_error, peer_name
-from .._sockio import BlockingSocketTransport, blocking_step
+from .._sockio import DEFAULT_WRITE_TIMEOUT, BlockingSocketTransport, blocking_step
 from ..exceptions import WebSocketError
 from ..handler import DEFAULT_QUEUE_SIZE, Handler
 from ._common import (
@@ -42,8 +42,9 @@ class BlockingClient(ClientBase):
         uri, handler, reconnect, on_socket, **options: as ``ClientBase`` (every
             ``ClientOptions`` field).
         read_timeout: the longest one read waits (None: until the next timer or data).
-        write_timeout: the longest one write may block before the connection fails with
-            ``ConnectionClosedError`` (None: no bound).
+        write_timeout: the longest one write may make no progress before the connection
+            fails with ``ConnectionClosedError`` (default 30 s, as ``wsfast.sync``; None: no
+            bound, and a peer that stops reading can then block a send forever).
     """
 
     _queued = False  # other threads write under the connection's lock
@@ -54,7 +55,7 @@ class BlockingClient(ClientBase):
         handler: Handler,
         *,
         read_timeout: Optional[float] = None,
-        write_timeout: Optional[float] = None,
+        write_timeout: Optional[float] = DEFAULT_WRITE_TIMEOUT,
         reconnect: Union[None, bool, Reconnect] = None,
         on_socket: Optional[SocketHook] = None,
         **options: Any,
