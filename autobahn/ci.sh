@@ -47,6 +47,9 @@ ADAPTER_SEL=()
 for section in 12 13; do
     for n in $(seq 4 18); do ADAPTER_SEL+=(-x "$section.*.$n"); done
 done
+# The engine's CI runs above take the process default deflate backend (zlib-ng, compiled);
+# the same 36 compression cases (12.x/13.x, x.y.1-3) again with stdlib zlib on both sides.
+ZLIB_SEL=(-i '12.*' -i '13.*' "${ADAPTER_SEL[@]}")
 ADAPTER_SERVERS="blocking sync-recv loop asyncio uvicorn"
 # background is left out: its strictness on 3.x/4.x/5.15 is timing-dependent (a close that
 # arrives in a later read than the message can go out before the application thread's
@@ -72,6 +75,8 @@ lane_a() {
     for name in $ADAPTER_PY; do
         "$PYTHON" autobahn/server.py --server "$name" --impl python -x '12.*' -x '13.*' --timeout 240 || s=1
     done
+    WSFAST_DEFLATE=zlib "$PYTHON" autobahn/server.py --server main --impl cython "${ZLIB_SEL[@]}" \
+        --outdir "$REPORTS/server-main-cython-zlib" --timeout 240 || s=1
     return $s
 }
 lane_b() {
@@ -84,6 +89,8 @@ lane_b() {
     for name in $ADAPTER_PY; do
         "$PYTHON" autobahn/client.py --client "$name" --impl python -x '12.*' -x '13.*' --timeout 240 || s=1
     done
+    WSFAST_DEFLATE=zlib "$PYTHON" autobahn/client.py --client main --impl cython "${ZLIB_SEL[@]}" \
+        --outdir "$REPORTS/client-main-cython-zlib" --timeout 240 || s=1
     return $s
 }
 lane_a > "$REPORTS/ci-lane-a.log" 2>&1 &
@@ -95,6 +102,7 @@ wait "$pid_b" || status=1
 for log in "$REPORTS/ci-lane-a.log" "$REPORTS/ci-lane-b.log"; do echo "--- $log"; cat "$log"; done
 
 RUNS="$REPORTS/server-main-cython $REPORTS/client-main-cython $REPORTS/server-main-python $REPORTS/client-main-python"
+RUNS="$RUNS $REPORTS/server-main-cython-zlib $REPORTS/client-main-cython-zlib"
 for name in $ADAPTER_SERVERS; do RUNS="$RUNS $REPORTS/server-$name-cython"; done
 for name in $ADAPTER_CLIENTS; do RUNS="$RUNS $REPORTS/client-$name-cython"; done
 for name in $ADAPTER_PY; do RUNS="$RUNS $REPORTS/server-$name-python $REPORTS/client-$name-python"; done

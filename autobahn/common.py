@@ -182,6 +182,8 @@ def write_run_record(outdir: Path, record: dict) -> None:
     record = dict(record)
     record.setdefault("finished", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     record.setdefault("platform", f"{platform.python_implementation()} {platform.python_version()} {platform.machine()}")
+    # The deflate backend the run forced (inherited by the process under test), if any.
+    record.setdefault("wsfast_deflate", os.environ.get("WSFAST_DEFLATE") or "default")
     try:
         from importlib.metadata import version
 

@@ -63,7 +63,11 @@ def build(outdirs: List[Path], expected_path: Path) -> str:
         what = f"{rec.get('kind', '?')} `{rec.get('name', r.outdir.name)}`"
         selection = common.describe_selection(rec.get("include", []), rec.get("exclude", []))
         strict = f"**{r.strict}/{r.total}**" if r.ok else f"{r.strict}/{r.total} ⚠"
-        lines.append(f"| {what} | {r.impl or '?'} | {r.total} ({selection}) | {strict} | "
+        impl = r.impl or "?"
+        deflate = r.record.get("wsfast_deflate", "default")
+        if deflate != "default":
+            impl += f", {deflate}"  # the deflate backend forced for the run (WSFAST_DEFLATE)
+        lines.append(f"| {what} | {impl} | {r.total} ({selection}) | {strict} | "
                      f"{_counts(r.behavior)} | {_counts(r.behavior_close)} |")
     lines.append("")
     described = []
