@@ -51,10 +51,10 @@ done
 # the same 36 compression cases (12.x/13.x, x.y.1-3) again with stdlib zlib on both sides.
 ZLIB_SEL=(-i '12.*' -i '13.*' "${ADAPTER_SEL[@]}")
 ADAPTER_SERVERS="blocking sync-recv loop asyncio uvicorn"
-# background is left out: its strictness on 3.x/4.x/5.15 is timing-dependent (a close that
-# arrives in a later read than the message can go out before the application thread's
-# answer; 1 case in 3 runs failed). Open in issue 12; run it with client.py --client background.
-ADAPTER_CLIENTS="blocking nonblocking blocking-handler loop asyncio"
+# background holds the peer's close or a protocol failure until its application thread has
+# come back for the next event (its answers queued first), whichever read brought it: strict
+# on 3.x/4.x/5.15 deterministically (issue 12).
+ADAPTER_CLIENTS="blocking nonblocking blocking-handler background loop asyncio"
 ADAPTER_PY="blocking loop"
 
 # Two lanes side by side, each logging to a file; the logs are shown when both are done.

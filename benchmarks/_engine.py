@@ -92,15 +92,33 @@ def chunked(buf: bytes, size: int = CHUNK) -> list:
     return [buf[i:i + size] for i in range(0, len(buf), size)]
 
 
-class Stream:
-    """N client messages prebuilt into one buffer, cut in 64 KiB chunks like socket reads."""
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame (what a server sends; built independently, like client_frame)."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+    return head + payload
 
-    def __init__(self, payloads: list, opcode: int, seed: int) -> None:
+
+class Stream:
+    """N messages prebuilt into one buffer, cut in 64 KiB chunks like socket reads: masked
+    client frames (what a server parses), or with ``masked=False`` unmasked server frames (what
+    a client parses)."""
+
+    def __init__(self, payloads: list, opcode: int, seed: int, masked: bool = True) -> None:
         rng = random.Random(seed)
         self.payloads = payloads
         self.opcode = opcode
+        self.masked = masked
         self.expected = [p.decode() for p in payloads] if opcode == 1 else payloads
-        self.buffer = b"".join(client_frame(opcode, p, rng.randbytes(4)) for p in payloads)
+        if masked:
+            self.buffer = b"".join(client_frame(opcode, p, rng.randbytes(4)) for p in payloads)
+        else:
+            self.buffer = b"".join(server_frame(opcode, p) for p in payloads)
         self.chunks = chunked(self.buffer)
 
 
@@ -175,11 +193,15 @@ def aiohttp_reader_classes():
 
 
 def _parse_impls(stream: Stream, big: bool) -> dict:
+    """Parse ``stream`` on the side that receives it: a server for masked frames, a client for
+    unmasked ones (wsproto only as a server)."""
     chunks = stream.chunks
     text = stream.opcode == 1
+    server = stream.masked
 
     def wsfast():
-        conn = wsfast_server(max_message_size=None) if big else wsfast_server()
+        make = wsfast_server if server else wsfast_client
+        conn = make(max_message_size=None) if big else make()
         got = []
         for c in chunks:
             conn.receive_data(c)
@@ -199,7 +221,8 @@ def _parse_impls(stream: Stream, big: bool) -> dict:
         return run
 
     def websockets():
-        proto = websockets_server(max_size=None) if big else websockets_server()
+        make = websockets_server if server else websockets_client
+        proto = make(max_size=None) if big else make()
         got = []
         for c in chunks:
             proto.receive_data(c)
@@ -283,7 +306,10 @@ def _parse_impls(stream: Stream, big: bool) -> dict:
 
         return run
 
-    return {"wsfast": wsfast, "websockets": websockets, "aiohttp": aiohttp, "wsproto": wsproto}
+    impls = {"wsfast": wsfast, "websockets": websockets, "aiohttp": aiohttp}
+    if server:
+        impls["wsproto"] = wsproto
+    return impls
 
 
 # ----------------------------------------------------------------------------- clients (serialize)
@@ -421,7 +447,13 @@ def register(reg: Registry, quick: bool, label: str = "wsfast") -> None:
     n_big = 2 if quick else 8
     small = Stream([f"m{i:015d}".encode() for i in range(n_small)], 1, seed=5)
     rng = random.Random(6)
-    big = Stream([rng.randbytes(1 << 20) for _ in range(n_big)], 2, seed=7)
+    big_payloads = [rng.randbytes(1 << 20) for _ in range(n_big)]
+    big = Stream(big_payloads, 2, seed=7)
+    big_client = Stream(big_payloads, 2, seed=7, masked=False)
+    n_mid = 16 * n_big  # as many bytes as the 1 MiB cases
+    mid_payloads = [rng.randbytes(1 << 16) for _ in range(n_mid)]
+    mid = Stream(mid_payloads, 2, seed=8)
+    mid_client = Stream(mid_payloads, 2, seed=8, masked=False)
     texts = [f"m{i:015d}" for i in range(n_small)]
 
     reg.cases.append(Case(
@@ -431,6 +463,17 @@ def register(reg: Registry, quick: bool, label: str = "wsfast") -> None:
         "engine", "parse 1 MiB binary (server)", "MB/s", n_big * (1 << 20) / 1e6, _parse_impls(big, big=True),
         note=f"{n_big} masked 1 MiB binary frames, fed in 64 KiB chunks; no size limits"))
     reg.cases.append(Case(
+        "engine", "parse 64 KiB binary (server)", "MB/s", n_mid * (1 << 16) / 1e6, _parse_impls(mid, big=False),
+        note=f"{n_mid} masked 64 KiB binary frames, fed in 64 KiB chunks (so every frame straddles two)"))
+    reg.cases.append(Case(
+        "engine", "parse 1 MiB binary (client)", "MB/s", n_big * (1 << 20) / 1e6,
+        _parse_impls(big_client, big=True),
+        note=f"{n_big} unmasked 1 MiB binary frames into a client, fed in 64 KiB chunks; no size limits"))
+    reg.cases.append(Case(
+        "engine", "parse 64 KiB binary (client)", "MB/s", n_mid * (1 << 16) / 1e6,
+        _parse_impls(mid_client, big=False),
+        note=f"{n_mid} unmasked 64 KiB binary frames into a client, fed in 64 KiB chunks"))
+    reg.cases.append(Case(
         "engine", "serialize 16 B text (client)", "kmsg/s", n_small / 1e3, _serialize_impls(texts),
         note=f"{n_small} × (send 16-char str, masked; take the bytes to send)"))
 
@@ -438,6 +481,13 @@ def register(reg: Registry, quick: bool, label: str = "wsfast") -> None:
         Target("parse small ≥ 5× websockets", "parse 16 B text (server)", "websockets", 5.0),
         Target("parse small ≥ 1.5× aiohttp", "parse 16 B text (server)", "aiohttp", 1.5),
         Target("parse 1 MiB ≥ 2× websockets", "parse 1 MiB binary (server)", "websockets", 2.0),
+        Target("parse 1 MiB ≥ 1.5× aiohttp", "parse 1 MiB binary (server)", "aiohttp", 1.5),
+        Target("parse 64 KiB ≥ 1.5× websockets", "parse 64 KiB binary (server)", "websockets", 1.5),
+        Target("parse 64 KiB ≥ 1.2× aiohttp", "parse 64 KiB binary (server)", "aiohttp", 1.2),
+        Target("client parse 1 MiB ≥ 2× websockets", "parse 1 MiB binary (client)", "websockets", 2.0),
+        Target("client parse 1 MiB ≥ 1.5× aiohttp", "parse 1 MiB binary (client)", "aiohttp", 1.5),
+        Target("client parse 64 KiB ≥ 1.5× websockets", "parse 64 KiB binary (client)", "websockets", 1.5),
+        Target("client parse 64 KiB ≥ 1.2× aiohttp", "parse 64 KiB binary (client)", "aiohttp", 1.2),
         Target("serialize ≥ 3× websockets", "serialize 16 B text (client)", "websockets", 3.0),
         Target("serialize ≥ 1.5× aiohttp", "serialize 16 B text (client)", "aiohttp", 1.5),
         Target("pure-Python twins: parse small ≥ 1× websockets", "parse 16 B text (server)", "websockets", 1.0,

@@ -188,6 +188,21 @@ def test_close_then_the_peers_close_ends_the_handshake():
     assert s.state is State.CLOSED and s.close_tcp and out(s) == b""
 
 
+@pytest.mark.parametrize("behind", [frame(0x8, b"\x03\xe8"), frame(0x3, b"")])  # a close; a reserved opcode
+def test_fail_supersedes_a_pending_close_or_fault(behind):
+    """The application fails the connection (a slow consumer, 1008) while the peer's close or
+    a protocol fault waits behind a message not yet handed out: our 1008 is what goes out,
+    and taking the events afterwards applies nothing more (no second close, no error)."""
+    s = open_server()
+    s.receive_data(frame(0x1, b"hi") + behind)
+    s.fail(1008, "slow")
+    assert out(s) == b"\x88\x06\x03\xf0slow"
+    assert s.state is State.CLOSED and s.close_tcp
+    evs = list(s.events())
+    assert isinstance(evs[0], TextMessage) and evs[0].data == "hi"
+    assert out(s) == b"" and s.state is State.CLOSED and s.close_code_sent == 1008
+
+
 def test_fail_truncates_a_long_reason_on_a_character_boundary():
     s = open_server()
     s.fail(1011, "é" * 100)

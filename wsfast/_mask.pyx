@@ -33,7 +33,11 @@ the same test bodies on both builds.
 # other buffer types go through one ``PyObject_GetBuffer`` each. The GIL is released for
 # payloads of ``NOGIL_THRESHOLD`` bytes or more, where the XOR itself dominates.
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer
+from cpython.buffer cimport (
+    PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release,
+    PyObject_CheckBuffer,
+)
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
@@ -272,3 +276,148 @@ def apply_mask_inplace(buf, mask, phase=0):
         with nogil:
             mask_inplace(ptr, n, key, p)
     PyBuffer_Release(&view)
+
+
+# -- building a message in place (for the frame parser, wsfast._parser_c) ---------------------
+#
+# The parser allocates a message's final ``bytes`` once, at the size its header announces,
+# and unmasks every incoming piece straight into it (one pass over each byte). A ``bytes``
+# object is immutable only once others can see it: until the parser hands it out in an
+# event, nobody else holds a reference, so writing into it is sound (its hash is not cached
+# yet). These helpers are private to the parser; the pure-Python build does the same on a
+# ``bytearray`` (see wsfast/_parser.py).
+
+
+def _alloc(Py_ssize_t n):
+    """A new ``bytes`` of ``n`` bytes, not initialized: the caller fills it before anyone else
+    sees it. Large allocations are mapped lazily by the C allocator, so memory is committed
+    only as the payload arrives."""
+    if n < 0:
+        raise ValueError("n must be non-negative")
+    return PyBytes_FromStringAndSize(NULL, n)
+
+
+cdef unsigned char *_target_ptr(object dst, Py_ssize_t start, Py_ssize_t n) except NULL:
+    # A bytes under construction or a bytearray; [start, start + n) must lie inside it.
+    cdef Py_ssize_t size
+    cdef unsigned char *base
+    if PyBytes_CheckExact(dst):
+        size = PyBytes_GET_SIZE(dst)
+        base = <unsigned char *>PyBytes_AS_STRING(dst)
+    elif PyByteArray_CheckExact(dst):
+        size = PyByteArray_GET_SIZE(dst)
+        base = <unsigned char *>PyByteArray_AS_STRING(dst)
+    else:
+        raise TypeError(f"dst must be bytes or bytearray, not {_tname(dst)!r}")
+    if start < 0 or n < 0 or start > size or n > size - start:
+        raise ValueError("region out of range")
+    return base + start
+
+
+def _mask_into(dst, Py_ssize_t dpos, bytes src, Py_ssize_t spos, Py_ssize_t n, bytes mask,
+               Py_ssize_t phase):
+    """Copy ``src[spos:spos+n]`` into ``dst[dpos:dpos+n]``, XORed with ``mask`` from key byte
+    ``phase`` (no mask: ``b""``). ``dst``: a bytes under construction or a bytearray."""
+    cdef unsigned char *d = _target_ptr(dst, dpos, n)
+    cdef const unsigned char *s
+    cdef const unsigned char *key
+    if spos < 0 or n > PyBytes_GET_SIZE(src) - spos or spos > PyBytes_GET_SIZE(src):
+        raise ValueError("source region out of range")
+    s = <const unsigned char *>PyBytes_AS_STRING(src) + spos
+    if PyBytes_GET_SIZE(mask) == 0:
+        if n < NOGIL_THRESHOLD:
+            memcpy(d, s, n)
+        else:
+            with nogil:
+                memcpy(d, s, n)
+        return
+    if PyBytes_GET_SIZE(mask) != 4 or phase < 0 or phase > 3:
+        raise ValueError("mask must be 4 bytes and phase 0-3")
+    key = <const unsigned char *>PyBytes_AS_STRING(mask)
+    if n < NOGIL_THRESHOLD:
+        mask_copy(s, d, n, key, phase)
+    else:
+        with nogil:
+            mask_copy(s, d, n, key, phase)
+
+
+def _unmask_slice(bytes src, Py_ssize_t spos, Py_ssize_t n, bytes mask, Py_ssize_t phase):
+    """``apply_mask(src[spos:spos+n], mask, phase)`` in one pass (no intermediate slice)."""
+    cdef bytes out
+    cdef const unsigned char *s
+    cdef unsigned char *d
+    cdef const unsigned char *key
+    if spos < 0 or n < 0 or spos > PyBytes_GET_SIZE(src) or n > PyBytes_GET_SIZE(src) - spos:
+        raise ValueError("source region out of range")
+    if PyBytes_GET_SIZE(mask) != 4 or phase < 0 or phase > 3:
+        raise ValueError("mask must be 4 bytes and phase 0-3")
+    out = PyBytes_FromStringAndSize(NULL, n)
+    s = <const unsigned char *>PyBytes_AS_STRING(src) + spos
+    d = <unsigned char *>PyBytes_AS_STRING(out)
+    key = <const unsigned char *>PyBytes_AS_STRING(mask)
+    if n < NOGIL_THRESHOLD:
+        mask_copy(s, d, n, key, phase)
+    else:
+        with nogil:
+            mask_copy(s, d, n, key, phase)
+    return out
+
+
+def _unmask_region(dst, Py_ssize_t start, Py_ssize_t n, bytes mask, Py_ssize_t phase):
+    """XOR ``dst[start:start+n]`` in place with ``mask`` from key byte ``phase``."""
+    cdef unsigned char *d = _target_ptr(dst, start, n)
+    cdef const unsigned char *key
+    if PyBytes_GET_SIZE(mask) != 4 or phase < 0 or phase > 3:
+        raise ValueError("mask must be 4 bytes and phase 0-3")
+    key = <const unsigned char *>PyBytes_AS_STRING(mask)
+    if n < NOGIL_THRESHOLD:
+        mask_inplace(d, n, key, phase)
+    else:
+        with nogil:
+            mask_inplace(d, n, key, phase)
+
+
+cdef char *_FORMAT_B = "B"
+
+
+cdef class _Region:
+    """Exports ``obj[start:start+n]`` (a bytes under construction) as a writable
+    buffer, keeping ``obj`` alive while any view of it exists."""
+
+    cdef object obj
+    cdef Py_ssize_t start
+    cdef Py_ssize_t n
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        cdef unsigned char *p = _target_ptr(self.obj, self.start, self.n)
+        self.shape[0] = self.n
+        self.strides[0] = 1
+        view.buf = p
+        view.obj = self
+        view.len = self.n
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = _FORMAT_B if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = self.shape if (flags & PyBUF_ND) else NULL
+        view.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+def _writable_region(obj, Py_ssize_t start, Py_ssize_t n):
+    """A writable ``memoryview`` of ``obj[start:start+n]`` (see ``_Region``)."""
+    _target_ptr(obj, start, n)
+    if not PyBytes_CheckExact(obj):
+        # A bytearray exports itself (and then refuses to be resized while viewed).
+        return memoryview(obj)[start:start + n]
+    cdef _Region r = _Region.__new__(_Region)
+    r.obj = obj
+    r.start = start
+    r.n = n
+    return memoryview(r)

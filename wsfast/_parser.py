@@ -16,11 +16,20 @@ states (no generators: they cannot be compiled to C locals):
 * A whole, unfragmented data frame in the buffer takes the fast path: one slice, one
   unmask, one pass through the extension if it transforms the message (its output bounded
   by the size limit), one ``decode`` (which validates UTF-8), one event.
-* Otherwise the payload streams (``PAYLOAD``): each piece is unmasked at the right key
-  phase, inflated if an extension transforms the message, UTF-8 validated incrementally
-  (so invalid text fails at the first impossible byte, even inside a frame that arrives in
-  pieces) and appended to the message buffer. Only headers and control frames (≤ 139
-  bytes) are ever kept in ``buf`` between calls, so a large frame is never re-copied.
+* Otherwise the payload streams (``PAYLOAD``). An uncompressed message is built in its
+  final object (``target``): an unfragmented frame's header announces the message's size,
+  so the object is allocated once at that size and every piece is unmasked (or copied)
+  straight into it at the right key phase: one pass over each byte, no growing buffer, no
+  final copy. Fragments grow the object geometrically (the last frame's length caps the
+  last growth, so the final object is usually exact; else one final copy). Each piece is
+  UTF-8 validated in place as it lands (invalid text fails at the first impossible byte,
+  even inside a frame that arrives in pieces). A compressed message goes through the
+  extension piece by piece into ``mbuf``. Only headers and control frames (≤ 139 bytes)
+  are ever kept in ``buf`` between calls, so a large frame is never re-copied.
+* The zero-copy receive path (``get_buffer``/``buffer_updated``, see ``connection.py``):
+  inside an uncompressed payload the buffer handed out is the rest of ``target`` itself,
+  so the socket writes the payload where it ends up and only the unmask touches it again,
+  in place; elsewhere it is a read buffer that becomes the input (no copy when it is full).
 * ``DISCARD``: after a close frame or a failure, input is ignored: the structural way to
   make "nothing after close" impossible to forget.
 
@@ -31,6 +40,14 @@ copy); ``feed`` then only buffers. The connection resets ``pending`` when the ap
 takes the events and calls ``resume()``. So what one ``feed`` creates is bounded by the
 budget plus one message, whatever the read size and however well the input compresses.
 
+Build twins: the compiled build allocates ``target`` as an uninitialized ``bytes`` and
+fills it through the kernels in ``wsfast._mask`` (``_alloc``, ``_mask_into``...) before
+anyone else can see it, so a binary message's payload *is* that object. The pure build
+does the same in a ``bytearray`` (then one ``bytes()`` copy at the end for binary; text is
+decoded from it directly). Large announced sizes are allocated up to ``PREALLOC_MAX`` ahead
+(the C allocator maps big blocks lazily, so memory is committed as bytes arrive; the pure
+build's ``bytearray`` is zero-filled, hence its lower bound), beyond that as bytes arrive.
+
 Peer faults raise ``ProtocolError`` (or a subclass carrying its close code) out of
 ``feed``; the connection catches them in one place. Control frames are reported through
 two callbacks so the connection decides policy (auto-pong, close handling).
@@ -40,11 +57,11 @@ from __future__ import annotations
 
 import codecs
 
-from ._speedups import Utf8Validator, apply_mask
+from ._speedups import IMPLEMENTATION, Utf8Validator, apply_mask, apply_mask_inplace
 from .events import BinaryMessage, Ping, Pong, TextMessage
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
-__all__ = ["Parser", "FRAME", "PAYLOAD", "DISCARD", "EVENT_OVERHEAD", "MIN_BUDGET"]
+__all__ = ["Parser", "FRAME", "PAYLOAD", "DISCARD", "EVENT_OVERHEAD", "MIN_BUDGET", "READ_SIZE"]
 
 # Parser states. Module-level ints so that the compiled build can type them.
 FRAME = 0
@@ -64,6 +81,43 @@ EVENT_OVERHEAD = 64
 #: The smallest event budget, so that a tiny message limit does not make the parser stop
 #: and resume every few frames.
 MIN_BUDGET = 1 << 16
+#: Size of the read buffer ``get_buffer`` hands out outside a payload (when no sizehint).
+READ_SIZE = 1 << 16
+#: ``get_buffer`` hands out the message object itself when at least this much of the current
+#: frame is still to come (below, one read into the read buffer brings more at once).
+REGION_MIN = 1 << 13
+
+if IMPLEMENTATION == "cython":
+    from ._mask import _alloc as alloc_payload
+    from ._mask import _mask_into as mask_into
+    from ._mask import _unmask_region as unmask_region
+    from ._mask import _unmask_slice as unmask_slice
+    from ._mask import _writable_region as writable_region
+
+    #: Largest size allocated ahead of the bytes (uninitialized: mapped lazily).
+    PREALLOC_MAX = 1 << 26
+else:
+
+    def alloc_payload(n):
+        return bytearray(n)
+
+    def mask_into(dst, dpos, src, spos, n, mask, phase):
+        if mask:
+            dst[dpos : dpos + n] = apply_mask(src[spos : spos + n], mask, phase)
+        else:
+            dst[dpos : dpos + n] = memoryview(src)[spos : spos + n]
+
+    def unmask_region(dst, start, n, mask, phase):
+        apply_mask_inplace(memoryview(dst)[start : start + n], mask, phase)
+
+    def unmask_slice(src, spos, n, mask, phase):
+        return apply_mask(src[spos : spos + n], mask, phase)
+
+    def writable_region(obj, start, n):
+        return memoryview(obj)[start : start + n]
+
+    #: Largest size allocated ahead of the bytes (a zero-filled bytearray: committed at once).
+    PREALLOC_MAX = 1 << 20
 
 
 class Parser:
@@ -121,11 +175,25 @@ class Parser:
         self.ffin = True
         # The message being assembled: opcode (0 = none), bytes so far, transformation.
         self.mopcode = 0
-        self.mbuf = bytearray()
+        self.mbuf = bytearray()  # a compressed message's output so far
         self.msize = 0
         self.mcompressed = False
         self.validator = None
         self.decoder = None
+        # An uncompressed message (or, when streaming fragments, frame) under construction:
+        # its object (bytes in the compiled build, bytearray in the pure one; None: nothing
+        # allocated yet) and the bytes of it filled so far.
+        self.target = None
+        self.mfill = 0
+        #: End of ``held``'s valid bytes (a read buffer may be longer than what was read).
+        self.held_end = 0
+        # The buffer handed out by get_buffer(): the view, its kind (1: the rest of
+        # ``target``, 2: the read buffer ``rbuf``), and where in which target it starts.
+        self.rview = None
+        self.rkind = 0
+        self.rtarget = None
+        self.rfill = 0
+        self.rbuf = None
 
     def set_extension(self, ext):
         """Install the negotiated extension (or None)."""
@@ -137,30 +205,114 @@ class Parser:
         self.state = DISCARD
         self.buf = bytearray()
         self.held = None
+        self.target = None
+        self.mbuf = bytearray()
 
     def feed(self, data):
         """Parse ``data`` (bytes). Raises ProtocolError on a peer fault."""
+        self._input(data, len(data))
+
+    def _input(self, data, n):
+        # Parse data[:n] (the rest of ``data``, if any, is not input).
         if self.state == DISCARD:
             return
         buf = self.buf
-        if self.held is not None:
-            if self.events:
-                # Holding for the budget: keep the bytes (``buf`` is free: a hold happens
-                # at a frame boundary) until resume().
-                buf += data
-                return
-            # Everything appended was taken (an iterator dropped half-way): go on.
-            self.pending = 0
-            self.resume()
+        if self.held is not None or buf:
+            if n != len(data):
+                data = data[:n]
             if self.held is not None:
-                self.buf += data
-                return
-            buf = self.buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            self.buf = bytearray()
-        self._feed(data, 0)
+                if self.events:
+                    # Holding for the budget: keep the bytes (``buf`` is free: a hold
+                    # happens at a frame boundary) until resume().
+                    buf += data
+                    return
+                # Everything appended was taken (an iterator dropped half-way): go on.
+                self.pending = 0
+                self.resume()
+                if self.held is not None:
+                    self.buf += data
+                    return
+                buf = self.buf
+            if buf:
+                buf += data
+                data = bytes(buf)
+                n = len(data)
+                self.buf = bytearray()
+        self._feed(data, 0, n)
+
+    def get_buffer(self, sizehint):
+        """A writable buffer for the next input (see ``Connection.get_buffer``): inside an
+        uncompressed payload, the rest of the frame's region of the message object; else
+        the read buffer (at least ``sizehint`` bytes if that is positive)."""
+        view = self.rview
+        if view is not None:
+            return view  # asked again before buffer_updated(): the same buffer
+        remaining = self.remaining
+        if self.state == PAYLOAD and not self.mcompressed and remaining >= REGION_MIN:
+            target = self.target
+            fill = self.mfill
+            if target is None or len(target) == fill:
+                self._reserve(min(remaining, PREALLOC_MAX))
+                target = self.target
+            room = len(target) - fill
+            if room > remaining:
+                room = remaining
+            view = writable_region(target, fill, room)
+            self.rkind = 1
+            self.rtarget = target
+            self.rfill = fill
+        else:
+            size = sizehint if sizehint > 0 else READ_SIZE
+            rbuf = self.rbuf
+            if rbuf is None or len(rbuf) < size:
+                rbuf = alloc_payload(size)
+                self.rbuf = rbuf
+            view = writable_region(rbuf, 0, len(rbuf))
+            self.rkind = 2
+        self.rview = view
+        return view
+
+    def buffer_updated(self, nbytes):
+        """``nbytes`` bytes were written at the start of the buffer get_buffer() returned:
+        parse them. Raises ProtocolError on a peer fault, ValueError on misuse."""
+        view = self.rview
+        if view is None:
+            raise ValueError("buffer_updated() without get_buffer()")
+        if nbytes < 0 or nbytes > len(view):
+            raise ValueError("nbytes must be between 0 and the buffer's length")
+        kind = self.rkind
+        target = self.rtarget
+        self.rview = None
+        self.rkind = 0
+        self.rtarget = None
+        try:
+            view.release()
+        except BufferError:  # pragma: no cover  (the adapter still exports it: it is freed later)
+            pass
+        if nbytes == 0 or self.state == DISCARD:
+            return
+        if kind == 1:
+            if self.state != PAYLOAD or target is not self.target or self.rfill != self.mfill:
+                raise ValueError("the buffer from get_buffer() is stale (input came in between)")
+            start = self.mfill
+            if self.fmask:
+                unmask_region(target, start, nbytes, self.fmask, self.fphase)
+                self.fphase = (self.fphase + nbytes) & 3
+            self.mfill = start + nbytes
+            self.remaining -= nbytes
+            self._filled(start, nbytes)
+            if not self.remaining:
+                self.state = FRAME
+                self._frame_end()
+            return
+        rbuf = self.rbuf
+        if type(rbuf) is bytes:
+            # Compiled build: a fresh, uninitialized bytes per read becomes the input as it
+            # is (it may be held; the next read gets a new one).
+            self.rbuf = None
+            self._input(rbuf, nbytes)
+        else:
+            self._input(bytes(memoryview(rbuf)[:nbytes]), nbytes)
 
     def resume(self):
         """Parse held input, up to the budget (the connection has reset ``pending``)."""
@@ -168,20 +320,21 @@ class Parser:
         if held is None:
             return
         pos = self.held_pos
+        end = self.held_end
         self.held = None  # (discard() clears it: held input is never in state DISCARD)
         if self.buf:
-            data = held[pos:] + bytes(self.buf)
+            data = held[pos:end] + bytes(self.buf)
             self.buf = bytearray()
             pos = 0
+            end = len(data)
         else:
             data = held
-        self._feed(data, pos)
+        self._feed(data, pos, end)
 
-    def _feed(self, data, pos):
+    def _feed(self, data, pos, n):
         # ``data_cstr`` is ``data`` here; the compiled build types it as a C pointer, so that
         # its slices copy bytes directly instead of going through a generic slice object.
         data_cstr = data
-        n = len(data)
         events = self.events
         while True:
             if self.state == PAYLOAD:
@@ -191,13 +344,23 @@ class Parser:
                     return
                 if take > self.remaining:
                     take = self.remaining
-                chunk = data_cstr[pos : pos + take]
+                if self.mcompressed:
+                    if self.fmask:
+                        chunk = unmask_slice(data, pos, take, self.fmask, self.fphase)
+                    else:
+                        chunk = data_cstr[pos : pos + take]
+                    self._append(self._decode(chunk, False))
+                else:
+                    # One pass: unmask (or copy) straight into the message object.
+                    start = self.mfill
+                    if self.target is None or len(self.target) - start < take:
+                        self._reserve(take)
+                    mask_into(self.target, start, data, pos, take, self.fmask, self.fphase)
+                    self.mfill = start + take
+                    self._filled(start, take)
                 pos += take
-                if self.fmask:
-                    chunk = apply_mask(chunk, self.fmask, self.fphase)
-                    self.fphase = (self.fphase + take) & 3
+                self.fphase = (self.fphase + take) & 3
                 self.remaining -= take
-                self._chunk(chunk)
                 if self.remaining:
                     return
                 self.state = FRAME
@@ -205,6 +368,7 @@ class Parser:
                 if self.pending >= self.budget and pos < n:
                     self.held = data
                     self.held_pos = pos
+                    self.held_end = n
                     return
                 continue
             # State FRAME here: _feed is never entered in DISCARD, and a close frame returns.
@@ -212,7 +376,7 @@ class Parser:
             avail = n - pos
             if avail < 2:
                 if avail:
-                    self.buf += data[pos:]
+                    self.buf += data[pos:n]
                 return
             b0 = data_cstr[pos]
             b1 = data_cstr[pos + 1]
@@ -222,7 +386,7 @@ class Parser:
                 if length == 126:
                     hlen = 4
                     if avail < 4:
-                        self.buf += data[pos:]
+                        self.buf += data[pos:n]
                         return
                     length = (data_cstr[pos + 2] << 8) | data_cstr[pos + 3]
                     if length < 126:
@@ -230,7 +394,7 @@ class Parser:
                 else:
                     hlen = 10
                     if avail < 10:
-                        self.buf += data[pos:]
+                        self.buf += data[pos:n]
                         return
                     if data_cstr[pos + 2] & 0x80:
                         raise ProtocolError("frame length has the most significant bit set")
@@ -244,7 +408,7 @@ class Parser:
                 raise ProtocolError("client frame is not masked")
             if masked:
                 if avail < hlen + 4:
-                    self.buf += data[pos:]
+                    self.buf += data[pos:n]
                     return
                 mask = data_cstr[pos + hlen : pos + hlen + 4]
                 hlen += 4
@@ -268,11 +432,12 @@ class Parser:
                 if rsv:
                     raise ProtocolError("reserved bits set on a control frame")
                 if avail < hlen + length:
-                    self.buf += data[pos:]
+                    self.buf += data[pos:n]
                     return
-                payload = data_cstr[start : start + length]
                 if masked:
-                    payload = apply_mask(payload, mask)
+                    payload = unmask_slice(data, start, length, mask, 0)
+                else:
+                    payload = data_cstr[start : start + length]
                 pos = start + length
                 if opcode == OP_PING:
                     events.append(Ping(payload))
@@ -287,6 +452,7 @@ class Parser:
                 if self.pending >= self.budget and pos < n:
                     self.held = data
                     self.held_pos = pos
+                    self.held_end = n
                     return
                 continue
 
@@ -317,10 +483,11 @@ class Parser:
                     raise PayloadTooBig(
                         "message of %d bytes exceeds the limit of %d" % (length, self.max_message_size)
                     )
-                payload = data_cstr[start : start + length]
-                pos = start + length
                 if masked:
-                    payload = apply_mask(payload, mask)
+                    payload = unmask_slice(data, start, length, mask, 0)
+                else:
+                    payload = data_cstr[start : start + length]
+                pos = start + length
                 if transformed:
                     self.msize = 0
                     payload = self._decode(payload, True)
@@ -336,6 +503,7 @@ class Parser:
                 if self.pending >= self.budget and pos < n:
                     self.held = data
                     self.held_pos = pos
+                    self.held_end = n
                     return
                 continue
 
@@ -354,11 +522,21 @@ class Parser:
             self.fphase = 0
             self.remaining = length
             pos = start
+            if not self.mcompressed:
+                if self.stream_fragments or opcode != OP_CONT:
+                    # A new object per message (per frame when streaming fragments).
+                    self.target = None
+                    self.mfill = 0
+                if length:
+                    # Allocate for the whole frame now (up to PREALLOC_MAX): one allocation
+                    # for an unfragmented message, at its final size.
+                    self._reserve(length if length < PREALLOC_MAX else PREALLOC_MAX)
             if length == 0:
                 self._frame_end()
                 if self.pending >= self.budget and pos < n:
                     self.held = data
                     self.held_pos = pos
+                    self.held_end = n
                     return
             else:
                 self.state = PAYLOAD
@@ -376,11 +554,52 @@ class Parser:
             if self.stream_fragments:
                 self.decoder = codecs.getincrementaldecoder("utf-8")()
 
-    def _chunk(self, chunk):
-        """Take a piece of unmasked payload of the current data frame."""
+    def _reserve(self, take):
+        """Make room in ``target`` for ``take`` more bytes of the current frame: geometric
+        growth, capped at the frame's end when it ends the message (or is delivered alone),
+        so the last growth makes the object exactly the message's size."""
+        target = self.target
+        fill = self.mfill
+        need = fill + take
+        cap = 0 if target is None else len(target)
+        if cap >= need:
+            return
+        new = cap * 2
+        if new < need:
+            new = need
+        if self.ffin or self.stream_fragments:
+            end = fill + self.remaining
+            if new > end:
+                new = end
+        grown = alloc_payload(new)
+        if fill:
+            mask_into(grown, 0, target, 0, fill, b"", 0)
+        self.target = grown
+
+    def _filled(self, start, size):
+        """``target[start:start+size]`` now holds unmasked payload."""
+        self.msize += size
+        if self.mopcode == OP_TEXT:
+            # Fail fast: RFC 6455 §8.1 lets us fail as soon as the text cannot be UTF-8.
+            if self.validator.feed(memoryview(self.target)[start : start + size]) >= 0:
+                raise InvalidUTF8("invalid UTF-8 in a text message")
+
+    def _take(self):
+        """The message (or, streaming fragments, the frame) built so far, as a bytes-like
+        object, and start the next one."""
         if self.mcompressed:
-            chunk = self._decode(chunk, False)
-        self._append(chunk)
+            out = self.mbuf
+            self.mbuf = bytearray()
+            return out
+        target = self.target
+        fill = self.mfill
+        self.target = None
+        self.mfill = 0
+        if target is None:
+            return b""
+        if fill == len(target):
+            return target
+        return memoryview(target)[:fill]
 
     def _decode(self, chunk, end):
         """Pass ``chunk`` (None: nothing) of a transformed message through the extension,
@@ -424,21 +643,18 @@ class Parser:
         text = self.mopcode == OP_TEXT
         if fin and text and not self.validator.complete:
             raise InvalidUTF8("text message ends inside a UTF-8 sequence")
-        if self.stream_fragments:
-            data = bytes(self.mbuf)
-            self.mbuf = bytearray()
-            self.pending += len(data) + EVENT_OVERHEAD
-            if text:
-                self.events.append(TextMessage(self.decoder.decode(data, fin), fin))
+        if self.stream_fragments or fin:
+            raw = self._take()
+            self.pending += len(raw) + EVENT_OVERHEAD
+            if self.stream_fragments:
+                if text:
+                    self.events.append(TextMessage(self.decoder.decode(raw, fin), fin))
+                else:
+                    self.events.append(BinaryMessage(raw if type(raw) is bytes else bytes(raw), fin))
+            elif text:
+                self.events.append(TextMessage(str(raw, "utf-8")))
             else:
-                self.events.append(BinaryMessage(data, fin))
-        elif fin:
-            self.pending += len(self.mbuf) + EVENT_OVERHEAD
-            if text:
-                self.events.append(TextMessage(self.mbuf.decode("utf-8")))
-            else:
-                self.events.append(BinaryMessage(bytes(self.mbuf)))
-            self.mbuf = bytearray()
+                self.events.append(BinaryMessage(raw if type(raw) is bytes else bytes(raw)))
         if fin:
             self.mopcode = 0
             self.mcompressed = False

@@ -17,6 +17,9 @@ OP_PING: int
 OP_PONG: int
 EVENT_OVERHEAD: int
 MIN_BUDGET: int
+READ_SIZE: int
+REGION_MIN: int
+PREALLOC_MAX: int
 
 class Parser:
     events: List[Event]
@@ -36,6 +39,8 @@ class Parser:
     ext: Optional[Extension]
     buf: bytearray
     mopcode: int
+    held_end: int
+    rview: Optional[memoryview]
     def __init__(
         self,
         events: List[Event],
@@ -49,4 +54,6 @@ class Parser:
     def set_extension(self, ext: Optional[Extension]) -> None: ...
     def discard(self) -> None: ...
     def feed(self, data: bytes) -> None: ...
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+    def buffer_updated(self, nbytes: int) -> None: ...
     def resume(self) -> None: ...

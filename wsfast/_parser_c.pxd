@@ -4,7 +4,7 @@ cimport cython
 
 cdef int FRAME, PAYLOAD, DISCARD
 cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG
-cdef int EVENT_OVERHEAD, MIN_BUDGET
+cdef int EVENT_OVERHEAD, MIN_BUDGET, READ_SIZE, REGION_MIN
 
 cdef object apply_mask, Utf8Validator, codecs
 cdef object BinaryMessage, Ping, Pong, TextMessage
@@ -38,8 +38,24 @@ cdef class Parser:
     cdef bint mcompressed
     cdef object validator
     cdef object decoder
+    cdef object target
+    cdef Py_ssize_t mfill
+    cdef public Py_ssize_t held_end
+    cdef public object rview
+    cdef int rkind
+    cdef object rtarget
+    cdef Py_ssize_t rfill
+    cdef object rbuf
 
     cpdef feed(self, data)
+    @cython.locals(buf=bytearray)
+    cdef _input(self, bytes data, Py_ssize_t n)
+    @cython.locals(remaining="unsigned long long", fill=Py_ssize_t, room="unsigned long long",
+                   size=Py_ssize_t)
+    cpdef get_buffer(self, Py_ssize_t sizehint)
+    @cython.locals(kind=int, start=Py_ssize_t)
+    cpdef buffer_updated(self, Py_ssize_t nbytes)
+    @cython.locals(pos=Py_ssize_t, end=Py_ssize_t)
     cpdef resume(self)
 
     @cython.locals(
@@ -50,10 +66,15 @@ cdef class Parser:
         length="unsigned long long",
         events=list, mask=bytes, payload=bytes, chunk=bytes,
     )
-    cdef _feed(self, bytes data, Py_ssize_t pos)
+    cdef _feed(self, bytes data, Py_ssize_t pos, Py_ssize_t n)
 
     cdef _message_start(self, int opcode, int rsv)
-    cdef _chunk(self, bytes chunk)
+    @cython.locals(fill=Py_ssize_t, need=Py_ssize_t, cap=Py_ssize_t, new=Py_ssize_t,
+                   end=Py_ssize_t)
+    cdef _reserve(self, Py_ssize_t take)
+    cdef _filled(self, Py_ssize_t start, Py_ssize_t size)
+    @cython.locals(fill=Py_ssize_t)
+    cdef _take(self)
     @cython.locals(room="unsigned long long")
     cdef _decode(self, chunk, bint end)
     @cython.locals(size=Py_ssize_t)

@@ -43,6 +43,41 @@ order, including what only becomes parseable during the iteration:
   are taken. A ``receive_eof()`` that arrives while input is held waits for it: its
   ``TransportClosed`` is the last event of the iteration.
 
+Zero-copy receiving
+-------------------
+Instead of ``sock.recv()`` + ``receive_data(data)``, an adapter may let the engine choose
+where the bytes land, like ``asyncio.BufferedProtocol``::
+
+    buf = conn.get_buffer(65536)                   # a writable memoryview, len(buf) >= 1
+    n = sock.recv_into(buf)                        # (or any write of n bytes at buf[0:n])
+    conn.buffer_updated(n)                         # parse them; n == 0 parses nothing
+    if n == 0:
+        conn.receive_eof()                         # recv_into returned 0: the peer closed TCP
+
+Inside the payload of a large uncompressed frame the buffer *is* the rest of the frame's
+place in the message object under construction, so the socket writes the payload where
+the application will read it and the engine only unmasks it in place (server side; a
+client's frames are not masked and are not touched again). Elsewhere (headers, small
+frames, compressed messages, the handshake, after close) it is a read buffer of at least
+``sizehint`` bytes (64 KiB when ``sizehint <= 0``), handed to the parser as its input.
+The contract:
+
+* write only into ``buf[0:n]`` and report exactly that ``n`` (``0 <= n <= len(buf)``,
+  else ``ValueError``); the buffer may be shorter than ``sizehint`` (the rest of a frame),
+  so read at most ``len(buf)``;
+* call ``buffer_updated`` once per ``get_buffer``, before any other receiving call
+  (``receive_data``, ``receive_eof``); calling ``get_buffer`` again before it returns the
+  same buffer (a read that would block may simply retry); ``buffer_updated`` without a
+  ``get_buffer`` is ``InvalidState``;
+* never keep the buffer (or a slice of it) after ``buffer_updated``: it is released there
+  and its memory becomes part of a message handed to the application;
+* ``buffer_updated(0)`` only gives the buffer back; end of file is ``receive_eof()``;
+* valid in every state: during the handshake the bytes go to the handshake parser, after
+  a close or failure they are discarded, exactly as ``receive_data`` would treat them.
+  Peer faults are reported as events, never raised, as with ``receive_data``.
+
+``receive_data(bytes)`` stays the simple way; both produce exactly the same events.
+
 ``close_tcp`` becomes True when this side must close TCP (the server after the closing
 handshake or after failing, anyone after a handshake failure); ``close_expected()`` is True
 when the peer should close TCP soon (a client after the closing handshake, or anyone after
@@ -81,7 +116,7 @@ from .exceptions import (
     ProtocolError,
 )
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
-from .frames import is_valid_close_code, parse_close, serialize_close
+from .frames import PreparedFrame, is_valid_close_code, parse_close, serialize_close
 
 __all__ = ["Connection", "ClientConnection", "ServerConnection", "State", "Role"]
 
@@ -94,6 +129,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_HANDSHAKE_SIZE = hs.MAX_HANDSHAKE
 #: Unmasked payloads at least this big are sent without copying them into the frame.
 _COPY_LIMIT = 4096
+#: get_buffer()'s read buffer when the sizehint is not positive (as _parser.READ_SIZE).
+_READ_SIZE = 1 << 16
 #: Frame lengths are below 2**63 (RFC 6455 §5.2); "no limit" is this.
 _MAX_LENGTH = (1 << 63) - 1
 #: Bytes a client may send after its request, before the server answers it (frames it
@@ -203,6 +240,9 @@ class Connection:
         # Receiving: the handshake buffer, then the frame parser.
         self._handshaking = True
         self._buf = bytearray()
+        # get_buffer() outside the parser (handshake, end of file): a reused read buffer.
+        self._rbuf: Optional[bytearray] = None
+        self._rview: Optional[memoryview] = None
         self._parser = Parser(
             self._events,
             0x80 if self.role is Role.SERVER else 0,
@@ -328,6 +368,33 @@ class Connection:
             data = bytes(data)  # own the bytes: the caller may mutate its buffer later
         self._send_data(_OP_BINARY, data, fin, compress)
 
+    def send_prepared(self, frame: PreparedFrame, *, compress: Optional[bool] = None) -> bool:
+        """Send the message of ``frame`` (``wsfast.frames.prepare``), encoded once for many
+        connections; ``InvalidState`` unless OPEN, as ``send_text``/``send_binary``.
+
+        Queues ``frame.data`` itself (the same bytes object) when this connection's frame
+        would be exactly those bytes: server side (unmasked), not inside a fragmented send,
+        and no extension transform for this message (no extension, or one that leaves it
+        as it is, e.g. permessage-deflate below its threshold or with ``compress=False``).
+        Otherwise the payload is sent as ``send_text``/``send_binary`` would send it.
+        Returns True when the shared bytes were queued.
+        """
+        self._check_open()
+        if self._send_opcode == 0 and not self._masked:
+            ext = self._ext
+            if ext is None:
+                self._out.append(frame.data)
+                return True
+            payload = frame.payload
+            rsv, encoded = ext.encode(payload, True, True, compress)
+            if rsv == 0 and encoded is payload:
+                self._out.append(frame.data)
+                return True
+            self._write_frame(0x80 | rsv | frame.opcode, encoded)
+            return False
+        self._send_data(frame.opcode, frame.payload, True, compress)
+        return False
+
     def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: Optional[bool]) -> None:
         first = self._send_opcode == 0
         if first:
@@ -392,6 +459,9 @@ class Connection:
             self._parser.discard()
             self.close_tcp = True
             return
+        # A peer close or fault still waiting behind undelivered events is superseded: this
+        # failure's close frame is the one sent, and nothing is applied when they are taken.
+        self._pending = None
         if self.close_code_sent is None:
             body = serialize_close(code, _truncate_reason(reason))
             self._write_frame(0x88, body)
@@ -429,6 +499,53 @@ class Connection:
             data = bytes(data)
         try:
             self._parser.feed(data)
+        except ProtocolError as exc:
+            self._fail_peer(exc)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A writable buffer for the next bytes from the transport (the zero-copy receive
+        path; see "Zero-copy receiving" in the module docstring). Write ``n`` bytes at its
+        start, then call ``buffer_updated(n)``; do not keep it afterwards."""
+        view = self._rview
+        if view is not None:
+            return view
+        if self._handshaking or self._eof or self._eof_deferred:
+            size = sizehint if sizehint > 0 else _READ_SIZE
+            rbuf = self._rbuf
+            if rbuf is None or len(rbuf) < size:
+                rbuf = self._rbuf = bytearray(size)
+            view = self._rview = memoryview(rbuf)
+            return view
+        return self._parser.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` bytes were written at the start of the buffer from ``get_buffer()``:
+        take them as ``receive_data`` would. Never raises on peer faults.
+
+        Raises:
+            InvalidState: no buffer was handed out.
+            ValueError: ``nbytes`` is negative or larger than the buffer.
+        """
+        view = self._rview
+        if view is not None:
+            if not 0 <= nbytes <= len(view):
+                raise ValueError(f"nbytes must be between 0 and {len(view)}, not {nbytes}")
+            self._rview = None
+            data = bytes(view[:nbytes])
+            view.release()
+            if data:
+                self.receive_data(data)
+            return
+        parser = self._parser
+        if parser.rview is None:
+            raise InvalidState("buffer_updated() without get_buffer()")
+        if self._eof_deferred:
+            if not 0 <= nbytes <= len(parser.rview):
+                raise ValueError(f"nbytes must be between 0 and {len(parser.rview)}, not {nbytes}")
+            parser.buffer_updated(0)
+            return  # nothing can follow the end of file
+        try:
+            parser.buffer_updated(nbytes)
         except ProtocolError as exc:
             self._fail_peer(exc)
 

@@ -1,13 +1,26 @@
-"""Wire constants of RFC 6455: opcodes, close codes, and close-frame bodies.
+"""Wire constants of RFC 6455: opcodes, close codes, close-frame bodies; frames encoded once.
 
-Only data lives here; the parser is in ``_parser.py`` and the policy in ``connection.py``.
+Data and small wire-format helpers live here; the parser is in ``_parser.py`` and the policy
+in ``connection.py``.
+
+Prepared frames
+---------------
+``prepare(message)`` encodes a data message once as the frame a server connection without
+an extension transform sends: FIN, no RSV bit, unmasked (RFC 6455 §5.1). A broadcast hands
+the same ``PreparedFrame`` to every connection's ``Connection.send_prepared``, which queues
+that very bytes object (no copy, one object shared by every slow peer's buffer) where the
+connection's frame would be exactly those bytes, and encodes the payload as ``send_text``/
+``send_binary`` would where it would not (a client masks, permessage-deflate compresses, a
+fragmented message being sent takes the frame as its last fragment).
 """
 
 from __future__ import annotations
 
 import enum
 import struct
+from typing import Union
 
+from ._speedups import FrameEncoder
 from .exceptions import InvalidUTF8, ProtocolError
 
 __all__ = [
@@ -16,6 +29,9 @@ __all__ = [
     "is_valid_close_code",
     "parse_close",
     "serialize_close",
+    "PreparedFrame",
+    "prepare",
+    "frame_size",
 ]
 
 
@@ -117,3 +133,64 @@ def serialize_close(code: int, reason: str = "") -> bytes:
     if len(body) > 125:
         raise ValueError("close reason is longer than 123 bytes once UTF-8 encoded")
     return body
+
+
+_UNMASKED = FrameEncoder(False)
+
+
+class PreparedFrame:
+    """A text or binary message encoded once as an unfragmented, unmasked frame without RSV
+    bits (see the module docstring). Build it with ``prepare``.
+
+    Attributes:
+        opcode: ``Opcode.TEXT`` or ``Opcode.BINARY``.
+        payload: the message (UTF-8 for text), for connections that encode their own frame.
+        data: the whole frame (header and payload), the bytes queued where they fit.
+    """
+
+    __slots__ = ("opcode", "payload", "data")
+
+    def __init__(self, opcode: int, payload: bytes) -> None:
+        if opcode != Opcode.TEXT and opcode != Opcode.BINARY:
+            raise ValueError("a prepared frame is a text or binary message")
+        if type(payload) is not bytes:
+            raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
+        self.opcode = int(opcode)
+        self.payload = payload
+        self.data = _UNMASKED.encode(0x80 | opcode, payload)
+
+    def __repr__(self) -> str:
+        kind = "text" if self.opcode == Opcode.TEXT else "binary"
+        return f"<PreparedFrame {kind} {len(self.payload)} bytes>"
+
+
+def prepare(message: Union[str, bytes, bytearray, memoryview]) -> PreparedFrame:
+    """Encode ``message`` once: ``str`` as a text frame, a bytes-like object as binary."""
+    if isinstance(message, str):
+        return PreparedFrame(Opcode.TEXT, message.encode("utf-8"))
+    return PreparedFrame(Opcode.BINARY, bytes(message))
+
+
+def frame_size(data: Union[bytes, bytearray, memoryview], start: int = 0) -> int:
+    """The length of the whole frame (header, masking key, payload) whose header begins at
+    ``data[start]``, or -1 if ``data`` ends before that header does. The header is not
+    validated: this measures frames this side wrote (e.g. to cut its own output buffer on a
+    frame boundary), it does not parse a peer's."""
+    if start + 2 > len(data):
+        return -1
+    b1 = data[start + 1]
+    n = b1 & 0x7F
+    size = 2
+    if n == 126:
+        size = 4
+    elif n == 127:
+        size = 10
+    if b1 & 0x80:
+        size += 4  # the masking key
+    if start + size > len(data):
+        return -1
+    if n == 126:
+        n = (data[start + 2] << 8) | data[start + 3]
+    elif n == 127:
+        n = int.from_bytes(data[start + 2 : start + 10], "big")
+    return size + n

@@ -34,6 +34,8 @@ callback raised (the connection is then closed with 1011 and the loop goes on).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
 import threading
@@ -69,7 +71,7 @@ from .exceptions import (
     QueueFull,
 )
 
-__all__ = ["Handler", "Accept", "Reject", "DEFER", "WebSocket", "Transport", "DEFAULT_QUEUE_SIZE"]
+__all__ = ["Handler", "Accept", "Reject", "DEFER", "WebSocket", "Transport", "DriverTimer", "DEFAULT_QUEUE_SIZE"]
 
 log = logging.getLogger("wsfast.handler")
 _get_ident = threading.get_ident
@@ -159,6 +161,27 @@ class Handler:
         """The write buffer drained below its low watermark."""
 
 
+class DriverTimer:
+    """A handler timer the driver keeps itself (adapters without timers of their own: the
+    client modes and the blocking adapters); ``cancel()`` it from the owning thread."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __repr__(self) -> str:
+        return f"<DriverTimer at {self.when:.3f}{' cancelled' if self.cancelled else ''}>"
+
+
+_timer_seq = itertools.count()
+
+
 class Transport:
     """What an adapter provides to a ``WebSocket``: its side of the IO."""
 
@@ -182,7 +205,11 @@ class Transport:
         """``next_deadline()`` may have moved earlier: re-arm the adapter's timer."""
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Any:
-        """Run ``callback`` on the owning thread after ``delay`` seconds (handler timers)."""
+        """Run ``callback`` on the owning thread after ``delay`` seconds (handler timers).
+
+        An adapter with a timer service of its own (the loop, asyncio) overrides this; for
+        the others ``WebSocket.call_later`` keeps the timers itself, in the deadlines the
+        adapter already waits on (``next_deadline``/``check_timers``)."""
         raise NotImplementedError("this adapter has no application timers")
 
 
@@ -280,6 +307,14 @@ class WebSocket:
         self._gave_up = False  # the application closed/force-quit during the handshake
         self._paused = False  # pause_dispatch(): hand out nothing more until resume_dispatch()
         self._held: Optional[Iterator[Any]] = None  # the events() iterator a pause stopped
+        self._app_timers: List[Tuple[float, int, DriverTimer]] = []  # heap: call_later without adapter timers
+        #: Set by an adapter whose application answers events on another thread (the
+        #: background client): while the peer's close or a protocol failure waits in the
+        #: engine, it is asked on the owning thread before each event is handed out; True
+        #: pauses the dispatch there, with nothing of the close applied yet (its close frame
+        #: unsent, sends still allowed), until ``resume_dispatch()``; before answering False
+        #: it may run commands (``drain_commands``), which go out first. None: never hold.
+        self.hold_close: Optional[Callable[[WebSocket], bool]] = None
 
     @classmethod
     def with_options(
@@ -376,6 +411,12 @@ class WebSocket:
         for d in (self._open_deadline, self._ping_deadline, self._pong_deadline, self._close_deadline):
             if d is not None and (best is None or d < best):
                 best = d
+        timers = self._app_timers
+        if timers:
+            while timers and timers[0][2].cancelled:
+                heapq.heappop(timers)
+            if timers and (best is None or timers[0][0] < best):
+                best = timers[0][0]
         return best
 
     def check_timers(self, now: Optional[float] = None) -> Optional[float]:
@@ -389,7 +430,21 @@ class WebSocket:
                 self._check_timers(now)
         else:
             self._check_timers(now)
+        if self._app_timers and not self.closed:
+            self._fire_app_timers(now)
         return None if self.closed else self.next_deadline()
+
+    def _fire_app_timers(self, now: float) -> None:
+        timers = self._app_timers
+        while timers and timers[0][0] <= now and not self.closed:
+            timer = heapq.heappop(timers)[2]
+            if timer.cancelled:
+                continue
+            timer.cancelled = True  # fired: a later cancel() is a no-op
+            try:
+                timer.callback()
+            except Exception:
+                self.log.exception("timer callback %r raised", timer.callback)
 
     def _check_timers(self, now: float) -> None:
         conn = self.conn
@@ -486,6 +541,15 @@ class WebSocket:
 
     def _dispatch(self, held: Optional[Iterator[Any]] = None) -> None:
         conn = self.conn
+        hold = self.hold_close
+        if hold is not None and conn._pending is not None:
+            # Taken below or held: either way data_to_send() (in hold, or while held) must
+            # not apply it before its turn.
+            conn._pending.handed_out = True
+            if hold(self):
+                self._held = held
+                self._paused = True
+                return
         on_text = self._on_text
         on_binary = self._on_binary
         self._in_dispatch = True
@@ -504,7 +568,8 @@ class WebSocket:
                         on_binary(self, ev.data)
                     else:
                         self._on_event(ev)
-                    if self._paused:
+                    if self._paused or (hold is not None and conn._pending is not None and hold(self)):
+                        self._paused = True
                         self._held = it
                         return
                 if not conn._events:
@@ -638,6 +703,9 @@ class WebSocket:
             return
         self.closed = True
         self._open_deadline = self._ping_deadline = self._pong_deadline = self._close_deadline = None
+        for _, _, timer in self._app_timers:
+            timer.cancelled = True
+        self._app_timers.clear()
         code = self.close_code if self.close_code is not None else 1006
         self.log.debug("closed: %s %r clean=%s", code, self.close_reason, self.clean)
         try:
@@ -840,8 +908,23 @@ class WebSocket:
             self._flush()  # deferred answer (DEFER): write the response, close TCP
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Any:
-        """Run ``callback`` on the owning thread after ``delay`` seconds (adapter timers)."""
-        return self.transport.call_later(delay, callback)
+        """Run ``callback`` on the owning thread after ``delay`` seconds; returns a handle
+        with ``cancel()``. In every adapter: the loop's and asyncio's own timers where they
+        have them, else the driver's (fired between reads, with the keepalive, in the client
+        modes and the blocking adapters). A callback that raises is logged; the connection
+        goes on. Timers die with the connection: none fires after ``on_close``."""
+        transport = self.transport
+        if type(transport).call_later is not Transport.call_later:
+
+            def fire() -> None:
+                if not self.closed:
+                    callback()
+
+            return transport.call_later(delay, fire)
+        timer = DriverTimer(_monotonic() + max(delay, 0.0), callback)
+        heapq.heappush(self._app_timers, (timer.when, next(_timer_seq), timer))
+        transport.timers_changed()
+        return timer
 
     def closed_error(self) -> Exception:
         """The ``ConnectionClosedOK``/``ConnectionClosedError`` describing how it ended."""

@@ -16,13 +16,32 @@ only maps ASGI messages to driver calls. ``ws_max_size`` bounds messages (1009 a
 ``ws_per_message_deflate`` negotiates permessage-deflate with 12-bit windows by default
 (``wsfast._options.SERVER_DEFAULT_WINDOW_BITS``: ~49 KiB per idle compressed connection
 instead of ~189 KiB at 15 bits, uvicorn#1862). Writes go out with ``transport.write`` only.
+
+Denial responses (``websocket.http.response.start`` then ``.body`` messages) are streamed:
+the head is written at the end of the event-loop step in which the app sent ``start`` (as
+soon as the app awaits anything), and every body chunk is written when it arrives; the
+transport is closed after the last one. Framing (RFC 9112 §6.3):
+
+- a body that is complete within that same step (``start`` and the last ``body`` sent back
+  to back, as Starlette's ``Response`` does) goes out as one response with the engine's
+  ``Content-Length`` (``ServerConnection.reject``);
+- otherwise the head carries the app's ``Content-Length`` if it gave one (the body is then
+  cut to it: more is a ``RuntimeError``), else no length at all: the body is delimited by
+  the connection close (``Connection: close`` is always sent). Close-delimited rather than
+  ``Transfer-Encoding: chunked`` because WebSocket clients read non-101 bodies with a length
+  or to EOF: the ``websockets`` client and wsfast's own refuse chunked responses. An app
+  that fails mid-body gets the transport aborted (RST), so a client cannot take a
+  truncated close-delimited body for a complete one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections import deque
+from http import HTTPStatus
 from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import unquote
 
@@ -32,6 +51,7 @@ from .asyncio._protocol import AsyncioTransport, WSProtocol
 from .events import Request
 from .exceptions import WebSocketError
 from .handler import DEFER, Decision, Handler, WebSocket
+from .handshake import _PHRASES, _check_header, _encode_head
 
 try:  # uvicorn's own "the client is gone" error (an OSError), which Starlette expects
     from uvicorn.protocols.utils import ClientDisconnected
@@ -53,21 +73,127 @@ _OWN_ACCEPT = frozenset(
     {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol",
      "sec-websocket-extensions", "content-length", "transfer-encoding"}
 )
-_OWN_RESPONSE = frozenset({"content-length", "transfer-encoding", "connection"})
+_OWN_RESPONSE = frozenset({"transfer-encoding", "connection"})  # Content-Length: see _Denial
+
+
+class _Denial:
+    """A denial response in progress: ``status`` and ``headers`` (app's, checked, without
+    Content-Length), ``length`` (the app's Content-Length or None), body ``chunks`` held
+    until the head is written; then ``left``: bytes the Content-Length still allows."""
+
+    __slots__ = ("status", "headers", "length", "chunks", "handle", "head_sent", "left")
+
+    def __init__(self, status: int, headers: List[Tuple[str, str]], length: Optional[int]) -> None:
+        self.status = status
+        self.headers = headers
+        self.length = length
+        self.chunks: List[bytes] = []
+        self.handle: Optional[asyncio.Handle] = None
+        self.head_sent = False
+        self.left = length
+
+    def head(self) -> bytes:
+        """The head for a streamed body (see the module docstring for the framing)."""
+        status = self.status
+        reason = _PHRASES.get(status)
+        if reason is None:
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = ""
+        headers = list(self.headers)
+        if self.length is not None and status not in (204, 304):
+            headers.append(("Content-Length", str(self.length)))
+        headers.append(("Connection", "close"))
+        return _encode_head(f"HTTP/1.1 {status} {reason}", headers)
+
+
+def _denial(message: Dict[str, Any]) -> _Denial:
+    """Check a ``websocket.http.response.start`` (RuntimeError: the app's fault -> 500)."""
+    status = message["status"]
+    if not isinstance(status, int) or not 100 <= status < 600:
+        raise RuntimeError("Invalid HTTP status code '%s' in response." % (status,))
+    if status < 200:
+        raise RuntimeError("Invalid HTTP status code '%d' in response: 1xx is not a denial." % status)
+    headers = []
+    lengths = set()
+    for name, value in _str_headers(message.get("headers", []), _OWN_RESPONSE):
+        try:
+            _check_header(name, value)
+        except ValueError as exc:
+            raise RuntimeError(f"Invalid header in response: {exc}") from None
+        if name.lower() == "content-length":
+            lengths.add(value.strip())
+        else:
+            headers.append((name, value))
+    length = None
+    if lengths:
+        value = lengths.pop()
+        if lengths or not value.isdigit() or not value.isascii():
+            raise RuntimeError("Invalid Content-Length in response.")
+        length = int(value)
+    return _Denial(status, headers, length)
 
 
 class _WriteTransport(AsyncioTransport):
-    """``transport.write`` only (one joined write), as uvicorn's transports and tests expect."""
+    """``transport.write`` only, one joined write per event-loop step.
 
-    __slots__ = ()
+    What the engine wants written in one step (an app answering every message of a read,
+    one ``send`` each) is held and goes out as a single ``transport.write``: when the app
+    waits in ``receive()`` (``flush``, so an echo's reply costs no extra loop turn), at the
+    end of the step otherwise (``call_soon``), and at once past ``FLUSH_SIZE`` bytes, so the
+    transport's write watermarks (``pause_writing``) still see a large send at once.
+    ``close`` and ``abort`` write what is held first (an unheld write would have reached
+    the kernel before them).
+    """
+
+    __slots__ = ("_held", "_held_size", "_handle")
+
+    #: Bytes held before they are written at once.
+    FLUSH_SIZE = 64 * 1024
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._held: List[bytes] = []
+        self._held_size = 0
+        self._handle: Optional[asyncio.Handle] = None
 
     def write(self, chunks: List[bytes]) -> None:
+        held = self._held
+        held += chunks
+        size = self._held_size
+        for c in chunks:
+            size += len(c)
+        if size >= self.FLUSH_SIZE:
+            self.flush()
+            return
+        self._held_size = size
+        if self._handle is None:
+            self._handle = self.loop.call_soon(self._end_of_step)
+
+    def _end_of_step(self) -> None:
+        self._handle = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is held (one ``transport.write``)."""
+        held = self._held
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self._held_size = 0
         t = self.transport
         if t is None or t.is_closing():
             return
-        t.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        t.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
 
     def abort(self) -> None:
+        self.flush()  # as unheld writes would have: what the kernel takes still goes out
         t = self.transport
         if t is not None:
             getattr(t, "abort", t.close)()
@@ -117,7 +243,7 @@ class WSFastProtocol(WSProtocol, Handler):
             max_size=config.ws_max_size,
         )
         interval = config.ws_ping_interval
-        tio = _WriteTransport(self.loop)
+        tio = self._wt = _WriteTransport(self.loop)
         ws = WebSocket(
             new_server(opts),
             self,
@@ -130,6 +256,7 @@ class WSFastProtocol(WSProtocol, Handler):
             logger=log,
         )
         WSProtocol.__init__(self, ws, tio)
+        ws.hold_close = self._hold_close
         self.scope: Dict[str, Any] = {}
         self._queue: Deque[Dict[str, Any]] = deque()
         self._waiter: Optional[asyncio.Future[None]] = None
@@ -137,7 +264,8 @@ class WSFastProtocol(WSProtocol, Handler):
         self.handshake_done = False  # accepted, refused or answered with a response
         self.close_sent = False  # the app sent websocket.close (or shutdown did)
         self._disconnect_queued = False
-        self._response: Optional[Tuple[int, List[Tuple[str, str]], List[bytes]]] = None
+        self._unread = 0  # websocket.receive messages in the queue
+        self._denial: Optional[_Denial] = None  # a denial response in progress
         self.task: Optional[asyncio.Task[None]] = None
 
     # -------------------------------------------------------------- uvicorn's hooks
@@ -170,8 +298,12 @@ class WSFastProtocol(WSProtocol, Handler):
         self._wake_writer()
 
     def shutdown(self) -> None:
-        """Server shutdown: close open connections with 1012, refuse pending ones with 500."""
+        """Server shutdown: close open connections with 1012, refuse pending ones with 500,
+        end a denial response in progress (RST if its body is not complete)."""
         ws = self.ws
+        if self._denial is not None:
+            self._denial_stop(cut=True)
+            return
         if ws.closed:
             return
         if self.close_sent or ws.conn.close_code_sent is not None:
@@ -225,13 +357,13 @@ class WSFastProtocol(WSProtocol, Handler):
 
     def on_text(self, ws: WebSocket, data: str) -> None:
         if not self.close_sent:
+            self._unread += 1
             self._push({"type": "websocket.receive", "text": data})
-            ws.pause_dispatch()  # the next event waits until the app asks for it
 
     def on_binary(self, ws: WebSocket, data: bytes) -> None:
         if not self.close_sent:
+            self._unread += 1
             self._push({"type": "websocket.receive", "bytes": data})
-            ws.pause_dispatch()
 
     def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
         conn = ws.conn
@@ -257,27 +389,33 @@ class WSFastProtocol(WSProtocol, Handler):
             if not w.done():
                 w.set_result(None)
 
-    # Received messages are handed to the app one at a time: after each, the driver's
-    # dispatch pauses (the events behind it stay in the engine, in order) until the app's
-    # next receive(). So the app answers a message before anything behind it takes effect:
-    # a protocol failure's close frame goes out after the app's reply to the messages
-    # before it (Autobahn 3.2-3.4, 4.x, 5.15 strict). Reading pauses while dispatch is
-    # paused, except after a read that woke a waiting app (it comes back for the next event
-    # at once; not pausing there saves two epoll_ctl calls per message): so the engine holds
-    # at most about two reads beyond what the app took.
+    # Every message of a read goes to the queue at once; a protocol failure or the peer's
+    # close behind them is held (the driver's hold_close: nothing of it applied, its close
+    # frame unsent) until the app has taken every message before it, so the app answers
+    # those first: a failure's close frame goes out after the app's replies (Autobahn
+    # 3.2-3.4, 4.x, 5.15 strict). Reading pauses while the queue holds messages, except
+    # after a read that woke a waiting app (it comes back for them at once; not pausing
+    # there saves two epoll_ctl calls per read): so at most about two reads wait for it.
+
+    def _hold_close(self, ws: WebSocket) -> bool:
+        return self._unread > 0 and not self.close_sent
 
     def buffer_updated(self, nbytes: int) -> None:
         ws = self.ws
         waiting = self._waiter is not None
+        if self._denial is not None and self._denial.head_sent:
+            return  # a denial response is going out: what the client sends is dropped
         ws.feed(self._view[:nbytes].tobytes())
-        if ws.dispatch_paused and not waiting:
+        if not waiting and (self._unread or ws.dispatch_paused) and not self._disconnect_queued:
             self.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         waiting = self._waiter is not None
+        if self._denial is not None and self._denial.head_sent:
+            return
         ws.feed(data)
-        if ws.dispatch_paused and not waiting:
+        if not waiting and (self._unread or ws.dispatch_paused) and not self._disconnect_queued:
             self.pause_reading()
 
     def _release(self) -> None:
@@ -299,10 +437,15 @@ class WSFastProtocol(WSProtocol, Handler):
         q = self._queue
         if not q:
             self._release()
+        if not q:
+            self._wt.flush()  # the app waits: what it sent goes out now
         while not q:
             w = self._waiter = self.loop.create_future()
             await w
-        return q.popleft()
+        message = q.popleft()
+        if self._unread and message["type"] == "websocket.receive":
+            self._unread -= 1
+        return message
 
     # -------------------------------------------------------------- send side
 
@@ -324,12 +467,10 @@ class WSFastProtocol(WSProtocol, Handler):
             if ws.closed:
                 raise ClientDisconnected()
             self._send_handshake(kind, message)
-        elif self._response is not None:
+        elif self._denial is not None:
             if kind != "websocket.http.response.body":
                 raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'.")
-            self._response[2].append(bytes(message.get("body", b"")))
-            if not message.get("more_body", False):
-                self._finish_response()
+            self._denial_body(self._denial, bytes(message.get("body", b"")), bool(message.get("more_body", False)))
         elif ws.closed:
             raise ClientDisconnected()
         elif self.close_sent or not ws.is_open:
@@ -377,29 +518,113 @@ class WSFastProtocol(WSProtocol, Handler):
             self._disconnect({"type": "websocket.disconnect", "code": 1006})
             ws.reject(403)
         elif kind == "websocket.http.response.start":
-            status = message["status"]
-            if not 100 <= status < 600:
-                raise RuntimeError("Invalid HTTP status code '%d' in response." % status)
-            self._log_access(str(status))
+            d = _denial(message)  # RuntimeError before handshake_done: the app fails, 500
+            self._log_access(str(d.status))
             self.handshake_done = True
-            self._response = (status, _str_headers(message.get("headers", []), _OWN_RESPONSE), [])
+            self._denial = d
+            d.handle = self.loop.call_soon(self._denial_head)
         else:
             raise RuntimeError(
                 "Expected ASGI message 'websocket.accept', 'websocket.close' "
                 f"or 'websocket.http.response.start' but got '{kind}'."
             )
 
-    def _finish_response(self) -> None:
-        assert self._response is not None
-        status, headers, body = self._response
-        self._response = None
+    # A denial response: held until the end of the loop step of its start (_denial_head),
+    # then streamed (see the module docstring).
+
+    def _denial_body(self, d: _Denial, body: bytes, more: bool) -> None:
+        if body:
+            if d.status in (204, 304):
+                raise RuntimeError(f"A {d.status} response cannot have a body.")
+            left = d.left
+            if left is not None and len(body) > left:
+                self._denial_write(d, body[:left])
+                d.left = 0
+                if d.head_sent:
+                    self._denial_end(abort=False)  # complete as declared
+                else:
+                    self._denial_whole()
+                raise RuntimeError("Response content longer than Content-Length.")
+            if left is not None:
+                d.left = left - len(body)
+            self._denial_write(d, body)
+        if not more:
+            if d.head_sent:
+                self._denial_end(abort=False)
+            else:
+                self._denial_whole()
+
+    def _denial_write(self, d: _Denial, body: bytes) -> None:
+        if d.head_sent:
+            if body:
+                self.tio.write([body])  # dropped if the transport is gone
+        else:
+            d.chunks.append(body)
+
+    def _denial_head(self) -> None:
+        """End of the start's loop step: write the head and what body is held."""
+        d = self._denial
+        if d is None or d.head_sent:
+            return
+        d.handle = None
+        d.head_sent = True
+        out = [d.head()]
+        out += d.chunks
+        d.chunks = []
+        log.debug("denial response %d: head written, body streamed", d.status)
+        self.tio.write(out)
+
+    def _denial_whole(self) -> None:
+        """The body is complete before the head went out: one response, engine-framed."""
+        d = self._denial
+        assert d is not None and not d.head_sent
+        if d.handle is not None:
+            d.handle.cancel()
+        self._denial = None
         self.close_sent = True
         self._disconnect({"type": "websocket.disconnect", "code": 1006})
         if self.ws.state is CONNECTING and not self.ws.closed:
-            self.ws.reject(status, headers, b"".join(body))
+            self.ws.reject(d.status, d.headers, b"".join(d.chunks))
+
+    def _denial_stop(self, cut: bool) -> None:
+        """End a denial response before its last body message: send what the app sent if
+        the head is not out yet; else close, or, if ``cut`` (the app failed, the server
+        shuts down) and the body is short of complete, reset, so that a close-delimited or
+        short body cannot be taken for a complete one."""
+        d = self._denial
+        assert d is not None
+        if not d.head_sent:
+            self._denial_whole()
+        else:
+            short = d.status not in (204, 304) and (d.left is None or d.left > 0)
+            self._denial_end(abort=cut and short)
+
+    def _denial_end(self, abort: bool) -> None:
+        """The streamed body is over: close the transport (abort: the body is cut short)."""
+        self._denial = None
+        self.close_sent = True
+        self._disconnect({"type": "websocket.disconnect", "code": 1006})
+        if abort:
+            self._reset()
+        else:
+            self.tio.close()
+
+    def _reset(self) -> None:
+        """Abort with a TCP RST (SO_LINGER 0: asyncio's abort alone sends a FIN, which ends
+        a close-delimited body as if it were complete)."""
+        t = self.transport
+        sock = t.get_extra_info("socket") if t is not None else None
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except (OSError, AttributeError):  # pragma: no cover - not a TCP socket
+                pass
+        self.tio.abort()
 
     def _respond_500(self) -> None:
         ws = self.ws
+        if self.close_sent:  # answered already (a denial response, or 403)
+            return
         if ws.state is CONNECTING and not ws.closed and getattr(ws.conn, "request", None) is not None:
             self.handshake_done = True
             ws.reject(500, (), b"Internal Server Error")
@@ -418,7 +643,8 @@ class WSFastProtocol(WSProtocol, Handler):
 
     async def run_asgi(self) -> None:
         """Run the app; clean up what it left: an unanswered handshake gets 500, a
-        half-sent denial response goes out, an open connection is closed (TCP)."""
+        half-sent denial response ends (aborted if the app failed in its body), an open
+        connection is closed (TCP)."""
         try:
             result = await self.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -435,11 +661,12 @@ class WSFastProtocol(WSProtocol, Handler):
 
     def _after_app(self, failed: bool) -> None:
         ws = self.ws
+        if self._denial is not None:
+            self._denial_stop(cut=failed)
+            return
         if ws.closed:
             return
-        if self._response is not None:
-            self._finish_response()
-        elif not self.handshake_done or (failed and ws.state is CONNECTING):
+        if not self.handshake_done or (failed and ws.state is CONNECTING):
             self._respond_500()
         elif ws.state is OPEN and not self.close_sent:
             ws.force_quit()  # the app left without websocket.close: TCP goes, no close frame

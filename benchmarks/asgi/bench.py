@@ -3,6 +3,8 @@
     python benchmarks/asgi/bench.py asgi      # uvicorn --ws wsfast vs websockets-sansio vs wsproto
     python benchmarks/asgi/bench.py asyncio   # wsfast.asyncio client<->server vs picows
     python benchmarks/asgi/bench.py all --seconds 5 --repeats 5    # a longer run
+    python benchmarks/asgi/bench.py asgi --ws old=mod:Class     # one more --ws, same run
+    python benchmarks/asgi/bench.py asgi --only wsfast --only websockets-sansio
 
 ``asgi``: the echo app (benchmarks/asgi/app.py) under uvicorn in a subprocess with each
 ``--ws``; the client is the wsfast asyncio callback face (the same for all). Measured:
@@ -208,9 +210,17 @@ def spread(values: List[float]) -> str:
 
 def run_asgi(args: argparse.Namespace) -> None:
     rows: Dict[str, Dict[str, List[float]]] = {}
-    for name, ws in WS_IMPLS.items():
+    impls = dict(WS_IMPLS)
+    for spec in args.ws:
+        name, _, target = spec.partition("=")
+        impls[name] = target
+    if args.only:
+        impls = {k: v for k, v in impls.items() if k in args.only or k == "websockets-sansio"}
+    # Interleaved (one repeat of each in turn), so drifting load hits all alike.
+    for name in impls:
         rows[name] = {"tp": [], "p50": [], "p99": [], "idle": []}
-        for _ in range(args.repeats):
+    for _ in range(args.repeats):
+        for name, ws in impls.items():
             port = free_port()
             srv = Proc([PY, "-m", "uvicorn", "--app-dir", str(HERE), "app:app", "--port", str(port),
                         "--ws", ws, "--log-level", "warning", "--ws-ping-interval", "0", "--no-access-log"])
@@ -272,6 +282,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--size", type=int, default=32, help="asgi: message size")
     ap.add_argument("--window", type=int, default=64, help="asgi: messages in flight for throughput")
     ap.add_argument("--idle", type=int, default=200, help="asgi: idle connections for the memory figure")
+    ap.add_argument("--ws", action="append", default=[], metavar="NAME=IMPORT",
+                    help="asgi: one more --ws for uvicorn (repeatable), e.g. old=mymod:Class")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="asgi: measure only these (repeatable; websockets-sansio always runs)")
     args = ap.parse_args(argv)
     if args.part in ("asgi", "all"):
         run_asgi(args)

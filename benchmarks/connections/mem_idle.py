@@ -1,6 +1,10 @@
 """Memory per idle server connection of wsfast.loop (tracemalloc), N raw clients in a child process.
 
-Usage: python mem_idle.py [N] [none|deflate|deflate15]
+Usage: python mem_idle.py [N] [none|deflate|deflate15|small]
+
+``deflate`` is the loop's default extension (stdlib zlib, 12-bit windows); ``deflate15`` and
+``small`` (9 bits) are on stdlib zlib too, unless WSFAST_DEFLATE=zlib-ng is set (zlib-ng's
+memory does not shrink with the window).
 """
 import os, socket, subprocess, sys, time, tracemalloc, threading, gc
 
@@ -40,9 +44,11 @@ def main():
     from wsfast.loop import Loop
     from wsfast.handler import Handler
     from wsfast.permessage_deflate import ServerPerMessageDeflate
+    backend = os.environ.get("WSFAST_DEFLATE") or "zlib"
     comp = {"none": None, "deflate": "deflate",
-            "deflate15": ServerPerMessageDeflate(),
-            "small": ServerPerMessageDeflate(server_max_window_bits=9, client_max_window_bits=9)}[MODE]
+            "deflate15": ServerPerMessageDeflate(backend=backend),
+            "small": ServerPerMessageDeflate(server_max_window_bits=9, client_max_window_bits=9,
+                                             backend=backend)}[MODE]
 
     class Echo(Handler):
         def on_text(self, ws, data):

@@ -1032,3 +1032,292 @@ def test_unix_socket(tmp_path: Any, mode: str) -> None:
 
         if os.path.exists(path):
             os.unlink(path)
+
+
+# ------------------------------------------------- background: answers before a later close
+
+
+class _RawPeer:
+    """A hand-written WebSocket server on one loopback connection, for byte-exact scripts.
+
+    It answers the handshake (no extension), writes ``writes`` one ``sendall`` each with
+    ``gap`` seconds between them, then records every frame the client sends, unmasked, as
+    ``(first byte, payload)``, until the client's close frame: it echoes that and closes TCP
+    (``echo_close``), or only waits for the client to close TCP. ``shut``: close its sending
+    side right after the writes (EOF for the client)."""
+
+    def __init__(self, writes: List[bytes], gap: float = 0.1, echo_close: bool = True, shut: bool = False) -> None:
+        self.writes = writes
+        self.gap = gap
+        self.echo_close = echo_close
+        self.shut = shut
+        self.frames: List[Tuple[int, bytes]] = []
+        self.error: Optional[BaseException] = None
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, name="raw-peer", daemon=True)
+        self.thread.start()
+
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def _recv_exact(self, conn: socket.socket, buf: bytearray, n: int) -> bytes:
+        while len(buf) < n:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise EOFError(f"EOF with {len(buf)} of {n} bytes")
+            buf += chunk
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    def _run(self) -> None:
+        import base64
+        import hashlib
+
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(10)
+                buf = bytearray()
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        raise EOFError("EOF in the handshake")
+                    buf += chunk
+                head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+                key = next(
+                    line.split(b":", 1)[1].strip()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"sec-websocket-key:")
+                )
+                digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + base64.b64encode(digest) + b"\r\n\r\n"
+                )
+                buf = bytearray(rest)
+                for i, chunk in enumerate(self.writes):
+                    if i:
+                        time.sleep(self.gap)
+                    conn.sendall(chunk)
+                if self.shut:
+                    conn.shutdown(socket.SHUT_WR)
+                while True:
+                    try:
+                        b0, b1 = self._recv_exact(conn, buf, 2)
+                    except EOFError:
+                        if self.shut and not buf:
+                            return  # the client closed TCP without a close frame
+                        raise
+                    assert b1 & 0x80, "client frames are masked"
+                    n = b1 & 0x7F
+                    if n == 126:
+                        n = int.from_bytes(self._recv_exact(conn, buf, 2), "big")
+                    elif n == 127:
+                        n = int.from_bytes(self._recv_exact(conn, buf, 8), "big")
+                    mask = self._recv_exact(conn, buf, 4)
+                    data = bytes(c ^ mask[j % 4] for j, c in enumerate(self._recv_exact(conn, buf, n)))
+                    self.frames.append((b0, data))
+                    if b0 & 0x0F == 0x8:
+                        break
+                if self.shut:
+                    conn.recv(65536)
+                elif self.echo_close:
+                    conn.sendall(bytes([0x88, len(data)]) + data)
+                else:
+                    conn.recv(65536)  # the client closes TCP (after its close timeout)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.sock.close()
+
+    def join(self) -> None:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+_HELLO = b"\x81\x05hello"
+#: What the peer sends after the message: (frame, the client's close code, Closed.code).
+_TRAILERS = {
+    # Failed with 1002; Closed has the peer's code, and after a failure the peer's input
+    # (its close echo) is discarded: 1006, not clean (``ws.conn.close_code_sent`` is 1002).
+    "rsv1": (b"\xc1\x01x", 1002, 1006),  # RSV1 without an extension that defines it
+    "opcode": (b"\x83\x00", 1002, 1006),  # reserved data opcode 3
+    "close": (b"\x88\x02\x03\xe8", 1000, 1000),  # the peer's close, 1000
+}
+
+
+def _closes_last(frames: List[Tuple[int, bytes]]) -> List[Tuple[int, Any]]:
+    """The frames, the close frame's payload as its code (its reason must be UTF-8)."""
+    out: List[Tuple[int, Any]] = list(frames[:-1])
+    b0, data = frames[-1]
+    data[2:].decode()
+    out.append((b0, int.from_bytes(data[:2], "big")))
+    return out
+
+
+class TestBackgroundAnswersBeforeLaterClose:
+    """The peer's close or a protocol violation arrives in a later socket read than a message
+    the application answers from its own thread (slowly): the answer leaves first, then the
+    close frame (strict Autobahn 3.x/4.x/5.15 order), and the close is not held longer than
+    ``close_timeout`` by an application that stopped reading events."""
+
+    @pytest.mark.parametrize("split", ["later", "together"])
+    @pytest.mark.parametrize("trailer", sorted(_TRAILERS))
+    @pytest.mark.parametrize("how", ["iterate", "get", "task_done"])
+    def test_answer_goes_out_before_the_close(self, trailer: str, split: str, how: str) -> None:
+        frame, sent_code, closed_code = _TRAILERS[trailer]
+        writes = [_HELLO, frame] if split == "later" else [_HELLO + frame]
+        peer = _RawPeer(writes, gap=0.05)
+        c = BackgroundClient(peer.url(), close_timeout=5, answer_before_close=how == "task_done")
+        c.start()
+        seen: List[Any] = []
+
+        def handle(ev: Any) -> None:
+            seen.append(ev)
+            if isinstance(ev, Text):
+                time.sleep(0.25)  # the close is in the engine by now
+                ev.ws.send_text("echo:" + ev.data)
+
+        if how == "iterate":
+            for ev in c.events:
+                handle(ev)
+        else:
+            while True:
+                ev = c.events.get(timeout=10)
+                if isinstance(ev, Quit):
+                    break
+                handle(ev)
+                if how == "task_done":
+                    c.events.task_done()
+        assert c.join(10)
+        peer.join()
+        assert _closes_last(peer.frames) == [(0x81, b"echo:hello"), (0x88, sent_code)]
+        kinds = [type(e) for e in seen]
+        if sent_code == 1002:
+            assert kinds == [Opened, Text, Error, Closed]
+            assert type(seen[2].exc).__name__ == "ProtocolError"
+        else:
+            assert kinds == [Opened, Text, Closed]
+        assert seen[1] == Text("hello")
+        assert seen[-1].code == closed_code and seen[-1].clean == (sent_code == 1000)
+        assert seen[-1].ws.conn.close_code_sent == sent_code
+
+    @pytest.mark.parametrize("trailer", ["rsv1", "close"])
+    def test_two_messages_then_close_in_the_read_after(self, trailer: str) -> None:
+        """Several events in flight: the close waits for the answers to all of them."""
+        frame, sent_code, _ = _TRAILERS[trailer]
+        peer = _RawPeer([_HELLO + b"\x81\x02hi", frame], gap=0.05)
+        c = BackgroundClient(peer.url(), close_timeout=5)
+        c.start()
+        for ev in c.events:
+            if isinstance(ev, Text):
+                time.sleep(0.1)
+                c.send_text("echo:" + ev.data)
+        assert c.join(10)
+        peer.join()
+        assert _closes_last(peer.frames) == [(0x81, b"echo:hello"), (0x81, b"echo:hi"), (0x88, sent_code)]
+
+    @pytest.mark.parametrize("trailer", ["rsv1", "close"])
+    def test_stuck_application_does_not_hold_past_close_timeout(self, trailer: str) -> None:
+        """The application takes the message and never comes back: after ``close_timeout``
+        the close frame goes out anyway and the connection ends (the events wait in the
+        queue for whoever reads them)."""
+        frame, sent_code, closed_code = _TRAILERS[trailer]
+        peer = _RawPeer([_HELLO, frame], gap=0.05)
+        c = BackgroundClient(peer.url(), close_timeout=0.5)
+        c.start()
+        assert isinstance(c.events.get(timeout=10), Opened)
+        assert c.events.get(timeout=10) == Text("hello")
+        # ... and handles it forever: no further get().
+        assert c.join(5)
+        peer.join()
+        assert _closes_last(peer.frames) == [(0x88, sent_code)]
+        rest = _drain(c)
+        assert [type(e) for e in rest] == ([Error] if sent_code == 1002 else []) + [Closed, Quit]
+        assert rest[-2].code == closed_code and rest[-2].ws.conn.close_code_sent == sent_code
+        with pytest.raises(ConnectionClosed):
+            c.send_text("too late")
+
+    def test_our_own_close_is_not_held(self, server: Server) -> None:
+        """Events left unread do not hold the peer's reply to our close (nothing more could
+        be sent): the closing handshake completes at once, not after ``close_timeout``."""
+        c = BackgroundClient(server.url(), close_timeout=30)
+        c.start()
+        assert isinstance(c.events.get(timeout=10), Opened)
+        c.send_text("unread")
+        end = time.monotonic() + 10
+        while len(c.events) == 0 and time.monotonic() < end:
+            time.sleep(0.01)
+        c.close(1000, "bye")
+        assert c.join(5)
+        assert [type(e) for e in _drain(c)] == [Text, Closed, Quit]
+        assert c.ws.close_code == 1000 and c.ws.clean
+
+    @pytest.mark.parametrize("trailer", ["opcode", "close"])
+    def test_answer_queued_but_not_yet_run_goes_first(self, trailer: str) -> None:
+        """The application answered and came back before the IO thread ran its command (the
+        wake-up and the close in one select): the command still runs before the close. The
+        IO thread is made to look at the close exactly then (it waits, in ``_hold_close``,
+        until the application is back in ``get``)."""
+        frame, sent_code, _ = _TRAILERS[trailer]
+
+        class Racing(BackgroundClient):
+            def _hold_close(self, ws: WebSocket) -> bool:
+                q = self.events
+                end = time.monotonic() + 5
+                while not (q._back == q._taken == q._put) and time.monotonic() < end:
+                    time.sleep(0.005)
+                assert ws.pending_commands == 1  # the answer, queued and not yet run
+                return super()._hold_close(ws)
+
+        peer = _RawPeer([_HELLO, frame], gap=0.05)
+        c = Racing(peer.url(), close_timeout=5)
+        c.start()
+        for ev in c.events:
+            if isinstance(ev, Text):
+                time.sleep(0.2)  # the close is in the engine, the IO thread in _hold_close
+                c.send_text("echo:" + ev.data)
+        assert c.join(10)
+        peer.join()
+        assert _closes_last(peer.frames) == [(0x81, b"echo:hello"), (0x88, sent_code)]
+
+    @pytest.mark.parametrize("trailer", ["opcode", "close"])
+    def test_close_called_during_a_hold_ends_at_once(self, trailer: str) -> None:
+        """The application, holding the message, closes itself instead of coming back: the
+        held close goes ahead then, not after ``close_timeout``."""
+        frame, sent_code, _ = _TRAILERS[trailer]
+        peer = _RawPeer([_HELLO, frame], gap=0.05)
+        c = BackgroundClient(peer.url(), close_timeout=30)
+        c.start()
+        assert isinstance(c.events.get(timeout=10), Opened)
+        assert c.events.get(timeout=10) == Text("hello")
+        time.sleep(0.2)  # the close is held by now
+        c.close(4000, "mine")
+        assert c.join(5)
+        peer.join()
+        assert _closes_last(peer.frames) == [(0x88, sent_code)]  # the peer's turn came first
+        rest = _drain(c)
+        assert [type(e) for e in rest] == ([Error] if sent_code == 1002 else []) + [Closed, Quit]
+
+    @pytest.mark.parametrize("trailer", ["opcode", "close"])
+    def test_peer_eof_during_a_hold_ends_at_once(self, trailer: str) -> None:
+        """The peer closes TCP behind its close/violation while the application still holds
+        the message: nothing can be answered any more, the connection ends at once."""
+        frame, sent_code, _ = _TRAILERS[trailer]
+        peer = _RawPeer([_HELLO, frame], gap=0.05, shut=True)
+        c = BackgroundClient(peer.url(), close_timeout=30)
+        c.start()
+        assert isinstance(c.events.get(timeout=10), Opened)
+        assert c.events.get(timeout=10) == Text("hello")
+        assert c.join(5)  # the application never comes back
+        peer.join()
+        rest = _drain(c)
+        assert [type(e) for e in rest] == ([Error] if sent_code == 1002 else []) + [Closed, Quit]
+        assert rest[-2].code == (1000 if sent_code == 1000 else 1006)
+        assert rest[-2].clean is (sent_code == 1000)  # both close frames, then TCP ended
+        assert _closes_last(peer.frames) == [(0x88, sent_code)]

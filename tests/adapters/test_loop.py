@@ -958,3 +958,321 @@ def test_timer_cancelled_from_another_thread_does_not_keep_run_alive() -> None:
         loop.run()  # returns: the cancelled timer does not count
         assert fired == ["yes"]
         assert loop._app_timers == 0
+
+
+# --------------------------------------------------------------------------- slow consumers: the close frame
+
+
+def _server_frames(data: bytes) -> List[Any]:
+    """Every frame of a server's stream, parsed by hand: (b0, payload); fails on a cut one."""
+    import struct
+
+    frames: List[Any] = []
+    pos = 0
+    while pos < len(data):
+        assert pos + 2 <= len(data), f"a header cut at {pos}"
+        b0, b1 = data[pos], data[pos + 1]
+        assert not b1 & 0x80, "a server frame is never masked"
+        n, head = b1 & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack("!H", data[pos + 2 : pos + 4])[0], 4
+        elif n == 127:
+            n, head = struct.unpack("!Q", data[pos + 2 : pos + 10])[0], 10
+        assert pos + head + n <= len(data), f"frame at {pos} cut: {len(data) - pos - head} of {n} bytes"
+        frames.append((b0, data[pos + head : pos + head + n]))
+        pos += head + n
+    return frames
+
+
+_MSG = 8192  # payload of each produced frame: a 4-byte sequence number and filler
+_FRAME = _MSG + 4  # with its 16-bit-length header
+
+
+class TestSlowConsumerCloseFrame:
+    """A dropped slow consumer gets its close frame (1008/1013) behind the rest of the frame
+    being written, the frames queued behind it are discarded, and TCP closes after a bounded
+    linger even if the peer never reads: what the server buffers stays bounded throughout."""
+
+    MAX_BUFFER = 256 * 1024
+
+    def _loop(self, code: int, policy: Any) -> LoopThread:
+        return LoopThread(Loop(high_water=64 * 1024, low_water=16 * 1024, slow_consumer=policy,
+                               max_buffer=self.MAX_BUFFER, slow_consumer_timeout=None,
+                               slow_consumer_code=code))
+
+    def _producer(self, stats: Dict[str, Any]) -> Any:
+        class Producer(Handler):
+            """Ignores on_pause: sends numbered frames until the loop drops it."""
+
+            def on_open(self, ws: WebSocket) -> None:
+                sock = ws.transport.sock  # type: ignore[attr-defined]
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a small kernel buffer
+                stats["seq"] = 0
+                stats["peak"] = 0
+                self.tick(ws)
+
+            def tick(self, ws: WebSocket) -> None:
+                for _ in range(8):
+                    if not ws.is_open:
+                        return
+                    i = stats["seq"]
+                    ws.send_binary(i.to_bytes(4, "big") + b"y" * (_MSG - 4))
+                    stats["seq"] = i + 1
+                    stats["peak"] = max(stats["peak"], ws.transport.buffered)  # type: ignore[attr-defined]
+                ws.call_later(0.001, lambda: self.tick(ws))
+
+            def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+                stats["after_drop"] = ws.transport.buffered  # type: ignore[attr-defined]
+                stats["closed"] = (ws.conn.close_code_sent, type(ws.error))
+
+        return Producer
+
+    @pytest.mark.parametrize("code,policy", [(1008, "drop"), (1013, "drop"), (1008, "callable")])
+    def test_reader_that_resumes_gets_whole_frames_then_the_close_frame(
+        self, code: int, policy: str, caplog: Any
+    ) -> None:
+        import logging
+
+        caplog.set_level(logging.DEBUG, logger="wsfast.loop")
+        asked: List[WebSocket] = []
+
+        def decide(ws: WebSocket) -> bool:
+            asked.append(ws)
+            return True
+
+        lt = self._loop(code, decide if policy == "callable" else policy)
+        stats: Dict[str, Any] = {}
+        with lt:
+            server = lt.call(lambda: lt.loop.listen("127.0.0.1", 0, self._producer(stats), **FAST))
+            s, rest = raw_handshake(server.port, rcvbuf=4096)
+            with s:
+                wait_for(lambda: lt.loop.dropped_slow_consumers == 1, timeout=20)
+                data = rest + read_all(s)  # now read everything, to the server's EOF
+            wait_for(lambda: "closed" in stats)
+            wait_for(lambda: lt.call(lambda: lt.loop.open_connections) == 0)
+        frames = _server_frames(data)  # no frame is cut
+        *messages, last = frames
+        assert last == (0x88, code.to_bytes(2, "big") + b"slow consumer")
+        assert messages, "the frames the socket had taken come first"
+        assert all(b0 == 0x82 for b0, _ in messages)
+        # In order from the first, none missing, none cut: whole frames only; the last of
+        # them may be the one the socket had begun when the consumer was dropped.
+        assert [p for _, p in messages] == [i.to_bytes(4, "big") + b"y" * (_MSG - 4) for i in range(len(messages))]
+        # The whole frames queued behind it were discarded, not sent.
+        assert len(messages) < stats["seq"]
+        assert stats["seq"] - len(messages) >= (self.MAX_BUFFER - 2 * _FRAME) // _FRAME
+        assert stats["closed"] == (code, ConnectionClosedError)
+        # Memory: never more than max_buffer and one frame; after the drop one frame and
+        # the close frame at most.
+        assert stats["peak"] <= self.MAX_BUFFER + _FRAME, stats
+        assert stats["after_drop"] <= _FRAME + 2 + 2 + len(b"slow consumer"), stats
+        assert lt.loop.bytes_buffered == 0
+        if policy == "callable":
+            assert len(asked) == 1
+        # The case that matters happened: the socket had taken part of a frame (8 KiB frames
+        # against a 4 KiB window), and that frame was completed before the close frame.
+        notes = [r.getMessage() for r in caplog.records if "partly written" in r.getMessage()]
+        kept = [int(m.split("kept ")[1].split()[0]) for m in notes]
+        assert len(kept) == 1 and 0 < kept[0] < _FRAME, kept
+
+    def test_cut_points_are_frame_boundaries(self) -> None:
+        from wsfast.loop._loop import _unit_end
+
+        from .test_loop_helpers import CLIENT_ENCODER
+
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        f1, f2, f3 = b"\x82\x03abc", b"\x81\x7e\x01\x00" + b"t" * 256, b"\x82\x00"
+        data = head + f1 + f2 + f3
+        ends = [len(head), len(head) + len(f1), len(head) + len(f1) + len(f2), len(data)]
+        for offset in range(len(data)):
+            assert _unit_end(data, offset) == min(e for e in ends if e > offset), offset
+        masked = CLIENT_ENCODER.encode(0x82, b"m" * 300) + CLIENT_ENCODER.encode(0x81, b"x")
+        req = b"GET / HTTP/1.1\r\n\r\n"
+        assert _unit_end(req + masked, 5) == len(req)
+        assert _unit_end(req + masked, len(req)) == len(req) + 8 + 300  # 16-bit length, masking key
+        assert _unit_end(masked, 307) == 308 and _unit_end(masked, 308) == len(masked)
+        assert _unit_end(f1 + b"\x82", 5) == -1  # a cut header cannot be measured
+        assert _unit_end(b"HTTP/1.1 101", 3) == -1
+
+    def test_tls_reader_that_resumes_gets_whole_frames_then_the_close_frame(self, tls: Any) -> None:
+        # OpenSSL may hold a record of the first buffered frame that the socket has not
+        # counted as sent, and wants it presented again: the cut keeps those bytes too.
+        import ssl
+
+        server_ctx, client_ctx = tls
+        lt = self._loop(1008, "drop")
+        stats: Dict[str, Any] = {}
+        with lt:
+            server = lt.call(lambda: lt.loop.listen("127.0.0.1", 0, self._producer(stats), ssl=server_ctx, **FAST))
+            raw = raw_connect(server.port, rcvbuf=4096)
+            s = client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            with s:
+                s.sendall(request_bytes(server.port))
+                head, rest = read_head(s)
+                assert head.startswith(b"HTTP/1.1 101"), head
+                wait_for(lambda: lt.loop.dropped_slow_consumers == 1, timeout=20)
+                data = rest
+                while True:
+                    try:
+                        chunk = s.recv(65536)
+                    except (ssl.SSLError, OSError):
+                        break  # an abort instead of close_notify
+                    if not chunk:
+                        break
+                    data += chunk
+            wait_for(lambda: "closed" in stats)
+        frames = _server_frames(data)
+        *messages, last = frames
+        assert last == (0x88, b"\x03\xf0slow consumer")
+        assert [p for _, p in messages] == [i.to_bytes(4, "big") + b"y" * (_MSG - 4) for i in range(len(messages))]
+        assert len(messages) < stats["seq"]
+        assert stats["peak"] <= self.MAX_BUFFER + _FRAME, stats
+
+    def test_flooding_peer_that_resumes_reading_still_gets_the_close_frame(self) -> None:
+        # The peer keeps sending while it does not read: the server stops reading from it
+        # (high_water), drops it after slow_consumer_timeout, and from then on reads and
+        # discards its input, so that closing never meets unread input (which would reset
+        # the connection and lose the close frame in flight).
+        lt = LoopThread(Loop(high_water=64 * 1024, low_water=16 * 1024, slow_consumer="drop",
+                             max_buffer=self.MAX_BUFFER, slow_consumer_timeout=0.2))
+        class SmallEcho(Echo):
+            def on_open(self, ws: WebSocket) -> None:
+                # A small kernel buffer: what a 4 KiB window reads within the linger.
+                ws.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # type: ignore[attr-defined]
+
+        with lt:
+            server = lt.call(lambda: lt.loop.listen("127.0.0.1", 0, SmallEcho, **dict(FAST, close_timeout=5.0)))
+            s, rest = raw_handshake(server.port, rcvbuf=4096)
+            stop = threading.Event()
+            sent = [0]
+            t = threading.Thread(target=_flood, args=(s, stop, sent))
+            t.start()
+            try:
+                wait_for(lambda: lt.loop.dropped_slow_consumers == 1, timeout=20)
+                received_at_drop = lt.call(lambda: lt.loop.bytes_received)
+                time.sleep(0.1)  # the flood goes on into the drop
+                s.setblocking(True)
+                s.settimeout(5)
+                data = rest + read_all(s)
+            finally:
+                stop.set()
+                t.join(5)
+                s.close()
+            wait_for(lambda: lt.call(lambda: lt.loop.open_connections) == 0)
+        *echoes, last = _server_frames(data)
+        assert last == (0x88, b"\x03\xf0slow consumer")
+        assert echoes and all(f == (0x82, b"x" * 16384) for f in echoes)
+        assert lt.loop.bytes_received > received_at_drop  # its input was read (and dropped)
+
+    def test_peer_that_never_reads_is_closed_after_the_linger(self) -> None:
+        lt = self._loop(1008, "drop")
+        stats: Dict[str, Any] = {}
+        with lt:
+            opts = dict(FAST, close_timeout=0.3)  # the linger of a dropped consumer
+            server = lt.call(lambda: lt.loop.listen("127.0.0.1", 0, self._producer(stats), **opts))
+            s, rest = raw_handshake(server.port, rcvbuf=4096)
+            with s:
+                wait_for(lambda: lt.loop.dropped_slow_consumers == 1, timeout=20)
+                # The peer never reads: the socket is aborted after 0.3 s (well before the
+                # 10 s linger of an ordinary close, or never).
+                wait_for(lambda: lt.call(lambda: lt.loop.open_connections) == 0, timeout=5)
+                assert lt.call(lambda: lt.loop.bytes_buffered) == 0
+                assert stats["closed"] == (1008, ConnectionClosedError)
+                assert stats["peak"] <= self.MAX_BUFFER + _FRAME, stats
+                assert stats["after_drop"] <= _FRAME + 17, stats
+                # What the kernel had taken still arrives, then the server's end of stream.
+                s.settimeout(5)
+                tail = rest + read_all(s)
+            assert tail[:2] == b"\x82\x7e"  # frames from the first one
+            assert lt.loop.timers < 50  # the linger timer is not left behind
+
+
+# --------------------------------------------------------------------------- broadcast: prepared frames
+
+
+class TestBroadcastPreparedFrame:
+    def test_mix_of_deflate_and_plain_connections_each_get_the_right_messages(self) -> None:
+        from wsfast.frames import prepare
+
+        with Loop() as loop:
+            server_side: List[WebSocket] = []
+            server_got: List[Any] = []
+
+            class S(Handler):
+                def on_open(self, ws: WebSocket) -> None:
+                    server_side.append(ws)
+
+                def on_text(self, ws: WebSocket, data: str) -> None:
+                    server_got.append((ws, data))
+
+                def on_binary(self, ws: WebSocket, data: bytes) -> None:
+                    server_got.append((ws, data))
+
+            plain = loop.listen("127.0.0.1", 0, S, compression=None, **FAST)
+            comp = loop.listen("127.0.0.1", 0, S, **FAST)
+            recs = [Recorder() for _ in range(6)]
+            for i, r in enumerate(recs):
+                loop.connect((plain if i % 2 == 0 else comp).url, r, **FAST)
+            run_until(loop, lambda: len(server_side) == 6 and all(r.opened.is_set() for r in recs))
+            deflated = [ws for ws in server_side if ws.extensions == ("permessage-deflate",)]
+            plain_ws = [ws for ws in server_side if ws.extensions == ()]
+            assert len(deflated) == 3 and len(plain_ws) == 3
+
+            written: Dict[int, List[bytes]] = {}
+            for ws in server_side:
+                orig = ws.transport.write
+
+                def spy(chunks: List[bytes], orig: Any = orig, key: int = id(ws)) -> None:
+                    written.setdefault(key, []).extend(chunks)
+                    orig(chunks)
+
+                ws.transport.write = spy  # type: ignore[method-assign]
+
+            long = "compressible " * 100
+            frame = prepare(long)
+            short = prepare(b"\x00\x01tiny")  # below the deflate threshold: no transform
+            assert loop.broadcast(frame, server_side) == 6
+            assert loop.broadcast(short, server_side) == 6
+            assert loop.broadcast("to everyone") == 12  # servers' and clients' sides
+            run_until(loop, lambda: all(len(r.messages) == 3 for r in recs) and len(server_got) == 6)
+            for r in recs:
+                assert r.messages == [long, b"\x00\x01tiny", "to everyone"]
+            assert sorted(data for _, data in server_got) == ["to everyone"] * 6
+            for ws in plain_ws:
+                out = written[id(ws)]
+                assert out[0] is frame.data and out[1] is short.data  # the shared objects
+            for ws in deflated:
+                out = written[id(ws)]
+                assert out[0] is not frame.data and out[0][0] == 0xC1  # FIN|RSV1|text
+                assert len(b"".join(out[:-2])) < len(frame.data) // 4
+                assert out[-2] is short.data
+            assert loop.messages_sent >= 18
+            for r in recs:
+                assert r.ws is not None
+                r.ws.close()
+            run_until(loop, lambda: all(r.done.is_set() for r in recs))
+
+    def test_module_broadcast_prepares_once_and_skips_closed(self) -> None:
+        from wsfast.loop import broadcast
+
+        with Loop() as loop:
+            server_side: List[WebSocket] = []
+
+            class S(Handler):
+                def on_open(self, ws: WebSocket) -> None:
+                    server_side.append(ws)
+
+            server = loop.listen("127.0.0.1", 0, S, compression=None, **FAST)
+            recs = [Recorder() for _ in range(3)]
+            for r in recs:
+                loop.connect(server.url, r, **FAST)
+            run_until(loop, lambda: len(server_side) == 3 and all(r.opened.is_set() for r in recs))
+            recs[0].ws.close()  # type: ignore[union-attr]
+            run_until(loop, lambda: recs[0].done.is_set() and server_side[0].closed)
+            assert broadcast(server_side, bytearray(b"abc")) == 2
+            run_until(loop, lambda: all(r.messages == [b"abc"] for r in recs[1:]))
+            assert recs[0].messages == []
+            assert broadcast([], "nobody") == 0
+            for r in recs[1:]:
+                r.ws.close()  # type: ignore[union-attr]
+            run_until(loop, lambda: all(r.done.is_set() for r in recs))

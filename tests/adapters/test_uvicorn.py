@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
+import socket
 import threading
+import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -427,3 +430,178 @@ def test_message_then_violation_in_one_packet_echo_comes_first(star: Running) ->
         assert info.value.code == 1002
 
     run(main())
+
+
+# ------------------------------------------------------------------------------ streamed denial
+
+#: (loop, event) of each gate a streaming app waits on before its next body message.
+GATES: queue.Queue[Any] = queue.Queue()
+UPGRADE = (
+    b"GET /deny HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def streamed_denial(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw ASGI app: response.start, then each body chunk only once the test opens a gate.
+    The path picks the case: /chunks/a,b,c (close-delimited), /length/N/a,b (Content-Length
+    N), /fail/a (raises after chunk a), /whole (start and body back to back)."""
+    assert (await receive())["type"] == "websocket.connect"
+    kind, _, rest = scope["path"].strip("/").partition("/")
+    headers = [(b"x-why", b"streamed"), (b"Transfer-Encoding", b"chunked"), (b"connection", b"keep-alive")]
+    if kind == "length":
+        n, _, rest = rest.partition("/")
+        headers.append((b"content-length", n.encode()))
+    await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+    try:
+        if kind == "whole":
+            await send({"type": "websocket.http.response.body", "body": b"hardbody"})
+            return
+        chunks = rest.split(",")
+        for i, chunk in enumerate(chunks):
+            gate = asyncio.Event()
+            GATES.put((asyncio.get_running_loop(), gate))
+            await gate.wait()
+            last = i == len(chunks) - 1
+            if kind == "fail" and last:
+                raise ValueError("the app fails mid-body")
+            await send({"type": "websocket.http.response.body", "body": chunk.encode(), "more_body": not last})
+    except Exception as exc:
+        seen("denial-error").append(str(exc))
+        raise
+    seen("denial-after").append(await receive())
+
+
+def _open_gate() -> None:
+    loop, gate = GATES.get(timeout=10)
+    loop.call_soon_threadsafe(gate.set)
+
+
+def _raw_request(port: int, path: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(UPGRADE.replace(b"/deny", path.encode()))
+    return sock
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        assert more, f"EOF after {data!r}"
+        data += more
+    return data
+
+
+def _assert_eof(sock: socket.socket) -> None:
+    assert sock.recv(100) == b""
+
+
+@pytest.fixture
+def streaming() -> Iterator[Running]:
+    SEEN.clear()
+    while not GATES.empty():
+        GATES.get_nowait()
+    with Running(streamed_denial) as r:
+        yield r
+
+
+def test_denial_head_is_written_before_the_body(streaming: Running) -> None:
+    """The head goes out while the app still waits to send any body; the body is then
+    delimited by the close (no length given): each chunk as it is sent, then EOF."""
+    head = b"HTTP/1.1 403 Forbidden\r\nx-why: streamed\r\nConnection: close\r\n\r\n"
+    with _raw_request(streaming.port, "/chunks/first,,second-chunk,third") as sock:
+        # The app is blocked on its first gate: no body exists yet, and the head is here.
+        assert _recv_exactly(sock, len(head)) == head
+        for chunk in [b"first", b"", b"second-chunk", b"third"]:
+            _open_gate()
+            assert _recv_exactly(sock, len(chunk)) == chunk
+        _assert_eof(sock)
+    assert SEEN["denial-after"] == [{"type": "websocket.disconnect", "code": 1006}]
+
+
+def test_denial_streamed_with_content_length(streaming: Running) -> None:
+    head = b"HTTP/1.1 403 Forbidden\r\nx-why: streamed\r\nContent-Length: 9\r\nConnection: close\r\n\r\n"
+    with _raw_request(streaming.port, "/length/9/abcd,efghi") as sock:
+        assert _recv_exactly(sock, len(head)) == head
+        _open_gate()
+        assert _recv_exactly(sock, 4) == b"abcd"
+        _open_gate()
+        assert _recv_exactly(sock, 5) == b"efghi"
+        _assert_eof(sock)
+
+
+def test_denial_body_longer_than_content_length_is_cut(streaming: Running) -> None:
+    head = b"HTTP/1.1 403 Forbidden\r\nx-why: streamed\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+    with _raw_request(streaming.port, "/length/3/abcdef") as sock:
+        assert _recv_exactly(sock, len(head)) == head
+        _open_gate()
+        assert _recv_exactly(sock, 3) == b"abc"
+        _assert_eof(sock)  # complete as declared: a clean close, not a reset
+    for _ in range(500):
+        if "denial-error" in SEEN:
+            break
+        time.sleep(0.01)
+    assert SEEN["denial-error"] == ["Response content longer than Content-Length."]
+
+
+def test_denial_app_failing_mid_body_resets(streaming: Running) -> None:
+    """A close-delimited body cut short by a failing app must not look complete: RST."""
+    head = b"HTTP/1.1 403 Forbidden\r\nx-why: streamed\r\nConnection: close\r\n\r\n"
+    with _raw_request(streaming.port, "/fail/partial,never") as sock:
+        assert _recv_exactly(sock, len(head)) == head
+        _open_gate()
+        assert _recv_exactly(sock, 7) == b"partial"
+        _open_gate()
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100)
+
+
+def test_denial_body_in_the_same_step_gets_a_length(streaming: Running) -> None:
+    """start and the last body back to back (Starlette's Response): one response, with the
+    engine's Content-Length and default Content-Type."""
+    expected = (
+        b"HTTP/1.1 403 Forbidden\r\nx-why: streamed\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 8\r\nConnection: close\r\n\r\nhardbody"
+    )
+    with _raw_request(streaming.port, "/whole") as sock:
+        assert _recv_exactly(sock, len(expected)) == expected
+        _assert_eof(sock)
+
+
+def test_messages_then_violation_in_one_packet_all_echoed_first(star: Running) -> None:
+    """Every message of a read is queued at once; the failure behind them is held until
+    the app has taken them all: three echoes, then the 1002 close."""
+
+    async def main() -> None:
+        ws = await connect(star.url + "/echo", compression=None)
+        valid = b"".join(b"\x81\x82\x00\x00\x00\x00" + b"m%d" % i for i in range(3))
+        violation = b"\xa1\x80\x00\x00\x00\x00"  # RSV2 set: no extension claims it
+        assert ws.protocol.transport is not None
+        ws.protocol.transport.write(valid + violation)
+        assert [await ws.recv() for _ in range(3)] == ["m0", "m1", "m2"]
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1002
+
+    run(main())
+
+
+def test_peer_close_after_messages_in_one_packet_comes_after_them(star: Running) -> None:
+    """The peer's close behind messages of the same read takes effect after the app has
+    answered them: four echoes, then the close reply, on the wire in that order."""
+    with _raw_request(star.port, "/echo") as sock:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        frames = b"".join(b"\x82\x81\x00\x00\x00\x00" + bytes([i]) for i in range(4))
+        close = b"\x88\x85\x00\x00\x00\x00\x0f\xa1bye"  # 4001 "bye"
+        sock.sendall(frames + close)
+        expected = b"".join(b"\x82\x01" + bytes([i]) for i in range(4)) + b"\x88\x02\x0f\xa1"  # code only
+        assert _recv_exactly(sock, len(expected)) == expected
+        _assert_eof(sock)
+    for _ in range(500):
+        if SEEN.get("echo-disconnect"):
+            break
+        time.sleep(0.01)
+    assert SEEN["echo-disconnect"] == [(4001, "bye")]

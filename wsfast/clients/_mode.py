@@ -5,7 +5,8 @@ Client-only modes (``has_server`` is False). ``run_client`` returns after the ha
 caller's thread: the same handler works unchanged, and what it measures is the background
 mode's real path (events out of the IO thread, commands back through its queue). Its ``ws``
 is a thin stand-in whose sends wait for room when the command queue is full (instead of
-raising ``QueueFull``); everything else is the connection's ``WebSocket``.
+raising ``QueueFull``) and whose ``call_later`` timers run on the caller's thread too,
+between events; everything else is the connection's ``WebSocket``.
 
 ``NONBLOCKING.configure(spin_wait=0.001)`` (or any mode-specific option of the client class)
 gives a Mode with those options.
@@ -13,13 +14,17 @@ gives a Mode with those options.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
-from typing import Any, Callable, Dict, Optional
+import queue
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._modes import StopEvent
 from .._options import ClientOptions, ServerOptions
-from ..handler import Handler, WebSocket
-from .background import BackgroundClient, Binary, Closed, Error, Opened, PingReceived, PongReceived, Text
+from ..handler import DriverTimer, Handler, WebSocket
+from .background import BackgroundClient, Binary, Closed, Error, Opened, PingReceived, PongReceived, Quit, Text
 from .blocking import BlockingClient
 from .nonblocking import NonBlockingClient
 
@@ -74,9 +79,15 @@ class _CallerSide:
     """The ``ws`` a handler sees when the background mode drives it from the event queue:
     sends go through the command queue and wait for room; the rest is the ``WebSocket``."""
 
-    def __init__(self, client: BackgroundClient, ws: Any) -> None:
+    def __init__(self, client: BackgroundClient, ws: Any, timers: _CallerTimers) -> None:
         self._client = client
         self._ws = ws
+        self._timers = timers
+        self._dead = False  # its Closed event was handled: its timers die
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> DriverTimer:
+        """On the handler's thread (the one reading the event queue), like the callbacks."""
+        return self._timers.add(self, delay, callback)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ws, name)
@@ -112,20 +123,61 @@ class _CallerSide:
         return f"<caller side of {self._ws!r}>"
 
 
+class _CallerTimers:
+    """The handler's ``call_later`` timers in the background mode, on the caller's thread."""
+
+    def __init__(self) -> None:
+        self._heap: List[Tuple[float, int, DriverTimer, _CallerSide]] = []
+        self._seq = itertools.count()
+
+    def add(self, side: _CallerSide, delay: float, callback: Callable[[], Any]) -> DriverTimer:
+        timer = DriverTimer(time.monotonic() + max(delay, 0.0), callback)
+        heapq.heappush(self._heap, (timer.when, next(self._seq), timer, side))
+        return timer
+
+    def run_due(self) -> Optional[float]:
+        """Fire what is due (not for closed connections); the seconds to the next one."""
+        heap = self._heap
+        while heap:
+            when, _, timer, side = heap[0]
+            if timer.cancelled or side._dead:
+                heapq.heappop(heap)
+                continue
+            left = when - time.monotonic()
+            if left > 0:
+                return left
+            heapq.heappop(heap)
+            timer.cancelled = True
+            try:
+                timer.callback()
+            except Exception:
+                log.exception("timer callback %r raised", timer.callback)
+        return None
+
+
 def _run_background(uri: str, handler: Handler, options: ClientOptions, kwargs: Dict[str, Any]) -> None:
     kw = {"send_timeout": None, "answer_before_close": True, **kwargs, "queue_events": True}
     client = BackgroundClient(uri, None, **kw, **vars(options))
     client.start()
     sides: Dict[int, _CallerSide] = {}
+    timers = _CallerTimers()
+    events = client.events
     try:
-        for ev in client.events:
+        while True:
+            wait = timers.run_due()
+            try:
+                ev = events.get(wait)
+            except queue.Empty:
+                continue  # a timer is due
+            if isinstance(ev, Quit):
+                break
             ws: Optional[WebSocket] = getattr(ev, "ws", None)
             if ws is None:
                 client.events.task_done()
                 continue  # Reconnecting
             side = sides.get(id(ws))
             if side is None:
-                side = sides[id(ws)] = _CallerSide(client, ws)
+                side = sides[id(ws)] = _CallerSide(client, ws, timers)
             h: Any = side
             t = type(ev)
             try:
@@ -143,6 +195,7 @@ def _run_background(uri: str, handler: Handler, options: ClientOptions, kwargs: 
                     handler.on_error(h, ev.exc)  # type: ignore[attr-defined]
                 elif t is Closed:
                     sides.pop(id(ws), None)
+                    side._dead = True  # its timers die with it
                     handler.on_close(h, ev.code, ev.reason, ev.clean)  # type: ignore[attr-defined]
                 client.events.task_done()
             except Exception as exc:

@@ -25,6 +25,18 @@ room, then raises ``QueueFull``; None waits until there is room or the connectio
 Commands queued before the handshake finished run right after ``Opened``. Sending when no
 connection is open (after ``Closed``, between reconnects) raises ``ConnectionClosed``.
 
+Answers before the close: when the peer's close frame (or a protocol violation, failed with
+1002/1007/...) arrives while events handed out before it are not finished by the application,
+the IO thread holds it (the driver's ``hold_close``; nothing of it applied, its close frame
+unsent) until the application comes back to the queue for the next event after all of them
+(``get`` or the next step of the iterator: its handling is over, so what it sent is queued),
+then runs every pending command and only then sends the close frame and queues
+``Error``/``Closed``. So the answers to earlier messages go out first, whichever socket read
+brought the close (what Autobahn's strict verdicts ask), deterministically. The hold lasts at
+most ``close_timeout`` seconds in all, so an application that stopped reading events cannot
+keep the connection open; with ``answer_before_close`` the application marks each event
+handled with ``events.task_done()`` instead. It costs nothing until a close arrives.
+
 With a ``handler``, its callbacks run on the IO thread (``ws.send_*`` inside them act at
 once) and events are queued only if ``queue_events=True``.
 """
@@ -166,13 +178,19 @@ class EventQueue:
         self.low_water = maxsize // 2
         #: True while the IO thread has stopped reading because the queue is full.
         self.paused = False
-        #: True while the IO thread holds back a close/failure until ``task_done`` caught up.
+        #: True while the IO thread holds back the peer's close (or a protocol failure)
+        #: until the application has finished the events before it (``hold``).
         self.waiting = False
+        #: With ``answer_before_close``: "finished" is counted by ``task_done`` calls.
+        self.explicit_done = False
         self._items: Deque[Event] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._wake = wake
-        self._put = 0
-        self._done = 0
+        self._put = 0  # events put
+        self._taken = 0  # events taken by get()
+        self._back = 0  # _taken when get() was last entered: the events handled by then
+        self._done = 0  # task_done() calls
+        self._mark = 0  # _put when the hold began: the events to be finished first
 
     def put(self, ev: Event) -> None:
         """IO thread: append (never blocks, never drops; the bound is kept by not reading)."""
@@ -182,18 +200,32 @@ class EventQueue:
             if len(self._items) == 1:
                 self._cond.notify()
 
-    def wait_done(self) -> bool:
-        """IO thread: hold back until every event queued so far was ``task_done`` (True: wait)."""
+    def hold(self) -> bool:
+        """IO thread: True (and ``waiting`` set) while an event queued so far is not finished.
+
+        An event is finished once the application came back to the queue for the next one
+        after it (``get`` entered with every event before it taken: its handling is over, so
+        whatever it sent is in the command queue), or, with ``explicit_done``, once
+        ``task_done`` was called for it. With several consumer threads the first one coming
+        back counts: only one consumer thread orders its answers before the close."""
         with self._cond:
-            self.waiting = self._done < self._put
+            done = self._done if self.explicit_done else self._back
+            self.waiting = done < self._put
+            if self.waiting:
+                self._mark = self._put
             return self.waiting
+
+    def cancel_hold(self) -> None:
+        """IO thread: stop waiting (the application did not come back in time)."""
+        with self._cond:
+            self.waiting = False
 
     def task_done(self) -> None:
         """Application (with ``answer_before_close``): the event taken last is handled, and
         what it sent was queued; a close or failure from the peer waits for this."""
         with self._cond:
             self._done += 1
-            resume = self.waiting and self._done >= self._put
+            resume = self.waiting and self.explicit_done and self._done >= self._mark
             if resume:
                 self.waiting = False
         if resume:
@@ -210,10 +242,19 @@ class EventQueue:
         """The next event; ``queue.Empty`` if none arrives within ``timeout`` seconds."""
         resume = False
         with self._cond:
+            # Coming back for an event: the ones taken before are handled (see ``hold``).
+            self._back = self._taken
+            if self.waiting and not self.explicit_done and self._taken >= self._mark:
+                self.waiting = False
+                resume = True
             if not self._items:
+                if resume:
+                    self._wake()  # not under the wait below: the IO thread goes on at once
+                    resume = False
                 if not self._cond.wait_for(lambda: bool(self._items), timeout):
                     raise queue.Empty
             ev = self._items.popleft()
+            self._taken += 1
             if self._items:
                 self._cond.notify()  # another consumer may take the next one
             if self.paused and len(self._items) <= self.low_water:
@@ -246,19 +287,14 @@ class _QueueHandler(Handler):
     final ``Closed``/``Quit`` aside); the IO thread resumes it once the application took
     events down to half the bound."""
 
-    def __init__(self, events: EventQueue, inner: Optional[Handler], answer_before_close: bool = False) -> None:
+    def __init__(self, events: EventQueue, inner: Optional[Handler]) -> None:
         self.events = events
         self.inner = inner
-        self.answer_before_close = answer_before_close
 
     def _push(self, ws: WebSocket, ev: Event) -> None:
         events = self.events
         events.put(ev)
         if len(events) >= events.maxsize and events.pause_if_full():
-            ws.pause_dispatch()
-        elif self.answer_before_close and ws.conn._pending is not None and events.wait_done():
-            # The peer's close (or a protocol failure) waits behind this event in the engine:
-            # hand it out once the application answered what came before (RFC 6455 order).
             ws.pause_dispatch()
 
     def on_open(self, ws: WebSocket) -> None:
@@ -335,9 +371,8 @@ class BackgroundClient(ClientBase):
         queue_size: the command queue's bound.
         send_timeout: what a command does when the command queue is full (module docstring).
         answer_before_close: the application calls ``events.task_done()`` after handling
-            each event; a close frame or protocol failure from the peer is then acted on only
-            once every event before it was handled, so the answers to those messages go out
-            first (what Autobahn's strict verdicts ask; costs nothing until a close arrives).
+            each event, and "handled" is counted by those calls instead of by coming back to
+            the queue (see "Answers before the close" in the module docstring).
         high_water, low_water: write-buffer watermarks.
         name: the IO thread's name.
     """
@@ -368,8 +403,9 @@ class BackgroundClient(ClientBase):
         self.send_timeout = send_timeout
         self.high_water = high_water
         self.low_water = low_water
+        self.events.explicit_done = answer_before_close
         if queue_events:
-            self.handler = _QueueHandler(self.events, handler, answer_before_close)
+            self.handler = _QueueHandler(self.events, handler)
         self._user_handler = handler
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -386,6 +422,8 @@ class BackgroundClient(ClientBase):
         self._connect_deadline: Optional[float] = None
         self._done = threading.Event()
         self._started = False
+        self._hold_until: Optional[float] = None  # a held close goes ahead at this time
+        self._at_eof = False  # the socket reported EOF (read no more)
 
     # ------------------------------------------------------------------ application side
 
@@ -578,8 +616,39 @@ class BackgroundClient(ClientBase):
             self._drain_wake()
         return True
 
+    def _hold_close(self, ws: WebSocket) -> bool:
+        """The driver's ``hold_close``: the peer's close or a protocol failure is next.
+
+        Hold it while the application has not finished the events before it (so that what
+        it sends for them goes out first), at most ``close_timeout`` seconds in all; never
+        once our own close frame is out (nothing more could be sent: the peer's reply to
+        it completes the closing handshake at once). When it goes ahead, the commands
+        queued so far run first: the application may have finished (queued its answer, come
+        back) before this thread drained them."""
+        until = self._hold_until
+        if (
+            ws.conn.close_code_sent is None
+            and not self._at_eof
+            and (until is None or _monotonic() < until)
+            and self.events.hold()
+        ):
+            if until is None:
+                t = ws.close_timeout
+                self._hold_until = float("inf") if t is None else _monotonic() + t
+                log.debug("holding the close until the application handled %d events", self.events._mark)
+            return True
+        if ws.pending_commands:
+            ws.drain_commands()
+            with self._room:
+                self._room.notify_all()
+        return False
+
     def _attempt(self) -> ClientWebSocket:
         ws = self._new_ws(PendingTransport(self._wake), "queue", self.queue_size)
+        self._hold_until = None
+        self._at_eof = False
+        if self.queue_events:
+            ws.hold_close = self._hold_close
         self._ws_ready.set()
         if self._stop.is_set():
             fail_before_open(ws, None)
@@ -664,6 +733,10 @@ class BackgroundClient(ClientBase):
         tls = type(sock) is not socket.socket
         while not ws.closed:
             deadline = ws.next_deadline()
+            if events.waiting and self._hold_until is not None:
+                deadline = self._hold_until if deadline is None else min(deadline, self._hold_until)
+                if deadline == float("inf"):
+                    deadline = None
             timeout = None if deadline is None else max(deadline - mono(), 0.0)
             if tls and self._reading and sock.pending():  # type: ignore[attr-defined]
                 timeout = 0.0  # decrypted bytes wait in the TLS layer: the selector will not say
@@ -676,7 +749,13 @@ class BackgroundClient(ClientBase):
                     transport.flush()
                 if mask & selectors.EVENT_READ and self._reading and not ws.closed:
                     if not nonblocking_read(ws, sock, READ_SIZE):
-                        break
+                        if ws.closed or not ws.dispatch_paused:
+                            break
+                        # EOF behind a held close/failure (or a full queue): the driver
+                        # finishes once the dispatch resumes; read no more meanwhile.
+                        self._at_eof = True
+                        self._reading = False
+                        self._register()
             if tls and self._reading and not ws.closed and sock.pending():  # type: ignore[attr-defined]
                 nonblocking_read(ws, sock, READ_SIZE)
             if ws.closed:
@@ -693,13 +772,19 @@ class BackgroundClient(ClientBase):
                 break
             if check:
                 paused = events.pause_if_full()
+                if events.waiting and self._hold_until is not None:
+                    if mono() >= self._hold_until:
+                        log.info("the application did not handle its events within close_timeout: closing")
+                        events.cancel_hold()
+                    elif self._at_eof or ws.conn.close_code_sent is not None:
+                        events.cancel_hold()  # the peer left, or we closed: no answer can go out
                 if not paused and ws.dispatch_paused and not events.waiting:
                     ws.drain_commands()  # the answers to the events handed out go first
                     ws.resume_dispatch()  # the application made room: hand out the rest
                     if ws.closed:
                         break
                     paused = events.pause_if_full()
-                if paused == self._reading:
+                if paused == self._reading and not self._at_eof:
                     self._reading = not paused
                     if paused:
                         log.debug("event queue full (%d): not reading", len(events))

@@ -22,7 +22,16 @@ only moves bytes and runs timers.
 * Backpressure: above ``high_water`` bytes buffered for a peer the loop stops reading from
   that peer (so an echo cannot grow) and calls ``on_pause``; below ``low_water`` it reads
   again and calls ``on_resume``. A slow-consumer policy can drop the connection after
-  ``max_buffer`` bytes or ``slow_consumer_timeout`` seconds paused.
+  ``max_buffer`` bytes or ``slow_consumer_timeout`` seconds paused. A dropped consumer still
+  gets its close frame (``slow_consumer_code``) when its socket can take it: the loop keeps
+  only the rest of the frame the socket has begun (frames are never cut), discards the
+  frames queued behind it, queues the close frame, sends FIN once it is out, and reads and
+  discards the peer's input until EOF; after the connection's ``close_timeout`` (at most
+  ``_DROP_LINGER``, 5 s) TCP is aborted anyway. Memory for that peer is then one frame and
+  the close frame at most.
+* Broadcast encodes the frame once (``wsfast.frames.prepare``) and queues that one bytes
+  object for every connection whose frame would be the same bytes
+  (``Connection.send_prepared``); the others encode their own.
 * ``stop()`` and ``shutdown()`` only set a flag and write to the wake-up fd: they are safe
   from any thread and from a signal handler.
 """
@@ -49,10 +58,10 @@ from .._net import listen as _listen_tcp
 from .._net import listen_unix as _listen_unix
 from .._net import network_error, resolve, tune_socket
 from .._options import ClientOptions, ServerOptions, new_client, new_server
-from .._speedups import FrameEncoder
 from .._state import OPEN
 from ..events import Request
 from ..exceptions import ConnectionClosedError, NetworkError, OpenTimeout, QueueFull
+from ..frames import PreparedFrame, frame_size, prepare
 from ..handler import DEFAULT_QUEUE_SIZE, Decision, Handler, Reject, WebSocket
 
 __all__ = ["Loop", "Listener", "TimerHandle", "SlowConsumerPolicy", "broadcast"]
@@ -79,6 +88,9 @@ _CORK_LIMIT = 64 * 1024
 _ACCEPT_BACKOFF = 0.1
 #: Seconds a closed-but-unflushed socket may linger (its peer does not read) before abort.
 _LINGER = 10.0
+#: Seconds at most a dropped slow consumer gets to take the rest of the frame being written
+#: and the close frame (its connection's close_timeout if shorter) before TCP is aborted.
+_DROP_LINGER = 5.0
 #: The 503 answered above ``max_connections`` (before the upgrade).
 BUSY_STATUS = 503
 BUSY_HEADERS: Tuple[Tuple[str, str], ...] = (("Retry-After", "1"),)
@@ -89,7 +101,28 @@ BUSY_BODY = b"too many connections\n"
 #: (asked then; True drops).
 SlowConsumerPolicy = Union[str, Callable[[WebSocket], bool]]
 
-_SERVER_ENCODER = FrameEncoder(False)
+
+def _unit_end(data: bytes, offset: int) -> int:
+    """Where the frame that byte ``offset`` of ``data`` belongs to ends, ``data`` being this
+    side's output from a frame boundary (or from its handshake head, which counts as one
+    unit); -1 if that cannot be told."""
+    pos = 0
+    if data.startswith((b"HTTP/", b"GET ")):  # never a frame's first bytes (RSV2 unset)
+        pos = data.find(b"\r\n\r\n")
+        if pos < 0:
+            return -1
+        pos += 4
+        if offset < pos:
+            return pos
+    n = len(data)
+    while pos < n:
+        size = frame_size(data, pos)
+        if size < 0:
+            return -1
+        pos += size
+        if offset < pos:
+            return pos if pos <= n else -1
+    return -1
 
 
 def _pending(sock: socket.socket) -> int:
@@ -393,6 +426,8 @@ class _Conn(NonBlockingSocketTransport):
         if flag != self._want_w:
             self._want_w = flag
             self._update()
+        if not flag and self._drop_close and not self._drop_shut:
+            self._drop_shutdown()  # a dropped consumer's close frame is out: send FIN
 
     def on_closed(self) -> None:
         if self._mask:
@@ -439,7 +474,7 @@ class _Conn(NonBlockingSocketTransport):
                 return
             self._uncork()
             return
-        NonBlockingSocketTransport.write(self, chunks)
+        self._put(chunks)
 
     def _uncork(self) -> None:
         cork = self._cork
@@ -448,7 +483,18 @@ class _Conn(NonBlockingSocketTransport):
             self._cork_bytes = 0
             if len(cork) > 1 and len(cork) < 512:
                 cork = [b"".join(cork)]
-            NonBlockingSocketTransport.write(self, cork)
+            self._put(cork)
+
+    def _put(self, chunks: List[bytes]) -> None:
+        # Each write holds whole frames (the engine's data_to_send(), or several of them
+        # corked), and so starts and ends on a frame boundary. With a dropping policy every
+        # object buffered must do so too (see _drop: it cuts the buffer there), so a write
+        # that is buffered behind others is joined into one object; a header and its large
+        # payload (sent uncopied) would otherwise be two. An empty buffer needs nothing:
+        # the base class joins a write it cannot send at once.
+        if len(chunks) > 1 and self._buf and self.loop.slow_consumer != "wait":
+            chunks = [b"".join(chunks)]
+        NonBlockingSocketTransport.write(self, chunks)
 
     def abort(self) -> None:
         if self._cork:
@@ -457,6 +503,12 @@ class _Conn(NonBlockingSocketTransport):
         super().abort()
 
     def close(self) -> None:
+        if self._dropping:
+            # A dropped consumer: FIN once the close frame is out, then EOF or the linger.
+            self._drop_close = True
+            if not self._buf and not self.closed and not self._drop_shut:
+                self._drop_shutdown()
+            return
         self._uncork()  # the close frame is in there
         super().close()
         if not self.closed and self._linger is None:
@@ -518,7 +570,10 @@ class _Conn(NonBlockingSocketTransport):
         self._slow("limit")
 
     def _slow(self, why: str) -> None:
+        t = self._slow_timer
         self._slow_timer = None
+        if t is not None:
+            t.cancel()  # a no-op when it is this timer firing
         ws = self.ws
         if ws is None or ws.closed or self.closed or not self.paused:
             return
@@ -543,15 +598,126 @@ class _Conn(NonBlockingSocketTransport):
             ws.handler.on_error(ws, exc)
         except Exception:
             log.exception("on_error raised")
+        self._drop(ws, code)
+
+    def _drop(self, ws: WebSocket, code: int) -> None:
+        """Close a slow consumer with ``code`` in bounded memory.
+
+        Of the bytes buffered, only the unsent tail of the frame the socket has begun is
+        kept (a frame is never cut); the whole frames queued behind it are discarded, the
+        close frame goes behind that tail, and the socket gets ``_drop_linger`` seconds to
+        take them before it is aborted. What the loop holds for this peer is then at most
+        one frame plus the close frame, whatever it does. (If a close frame was sent
+        before, the buffer ends with it and is only given the same time to drain.)"""
+        self.max_buffer = None
         conn = ws.conn
+        had_close = conn.close_code_sent is not None
         try:
-            # The close frame records the code; it cannot reach a peer that does not read,
-            # so the buffer (and the close frame with it) is dropped at once.
+            if ws.close_pending:
+                # The peer's close (or fault) waits behind events not handed out yet: apply
+                # it first, so the engine does not act on it once it is closed.
+                conn.close(code, "slow consumer")
             conn.fail(code, "slow consumer")
-            conn.data_to_send()
+            out = conn.data_to_send()
         except Exception:
-            pass
-        ws.force_quit()
+            log.exception("failing %s raised", ws)
+            out = []
+        close = None
+        if out and not had_close and conn.close_code_sent is not None and out[-1][:1] == b"\x88":
+            close = out[-1]  # the other frames in out are whole ones: discarded
+        if close is None and not had_close:
+            ws.force_quit()  # not open: there is no closing handshake to offer
+            return
+        if close is not None:
+            if self._cork is not None:
+                self._cork = []  # whole frames behind the buffered ones
+                self._cork_bytes = 0
+            kept = self._keep_started_frame()
+            log.debug("%s: kept %d bytes of a partly written frame, then the close frame", ws, kept)
+            self._buf.append(memoryview(close))
+            self.buffered += len(close)
+        else:
+            self._uncork()  # the close frame sent before may be in there
+        # From here on: neither on_pause nor on_resume; input is read and discarded (closing
+        # with unread input would reset the connection, and the close frame with it).
+        self._dropping = True
+        self.paused = False
+        self.read_paused = False
+        self._update()
+        if self._linger is None:
+            self._linger = self.loop._call_at(_monotonic() + self._drop_linger(ws), self.abort, (), False)
+        if self._buf:
+            self.want_write(True)
+            self.flush()
+        # The engine is closed: this finishes the driver (on_close) and asks the transport
+        # to close, which sends FIN once the buffer is flushed (close() above).
+        ws.close(code)
+
+    def _drop_shutdown(self) -> None:
+        self._drop_shut = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.abort()
+            return
+        if self.read_paused:
+            self.abort()  # the peer's EOF came already (_discard_input): nothing to wait for
+
+    def _discard_input(self) -> None:
+        """A dropped consumer's input: read and thrown away until EOF, which ends it."""
+        sock = self.sock
+        for _ in range(16):
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
+                return
+            except OSError:
+                self.abort()
+                return
+            if not data:
+                if self._drop_shut or not self._buf:
+                    self.abort()
+                else:  # half closed: the peer may still read; flush until the linger ends
+                    self.read_paused = True
+                    self._update()
+                return
+            self.bytes_received += len(data)
+
+    @staticmethod
+    def _drop_linger(ws: WebSocket) -> float:
+        t = ws.close_timeout
+        return _DROP_LINGER if t is None else min(t, _DROP_LINGER)
+
+    def _keep_started_frame(self) -> int:
+        """Cut the write buffer after the frame (or handshake head) being written: returns
+        the bytes kept. Every buffered object starts and ends on a frame boundary (``_put``),
+        the first one possibly sent in part; its frames are measured from its start.
+
+        With TLS the first object is kept whole: ``SSLSocket.send`` takes all of it or
+        raises ``SSLWantWriteError``, and in the second case OpenSSL may already have
+        encrypted any part of it and wants the same bytes, at least as many, presented
+        again (``SSL_write``'s retry rule: fewer is ``BAD_LENGTH``). It is one write: a
+        message's frames, or a corked batch of about ``_CORK_LIMIT`` bytes."""
+        buf = self._buf
+        if not buf:
+            return 0
+        head = buf[0]
+        keep = len(head)
+        obj = head.obj
+        if not self._tls and type(obj) is bytes:
+            start = len(obj) - keep  # bytes of this object already sent
+            if start == 0:
+                keep = 0  # nothing of it sent: the socket is on a frame boundary
+            else:
+                end = _unit_end(obj, start)
+                if end > 0:
+                    keep = end - start
+        # Otherwise the whole rest of it, which ends on a frame boundary too.
+        buf.clear()
+        if keep:
+            buf.append(head[:keep])
+        self.buffered = keep
+        return keep
 
     # ----------------------------------------------------------- readiness
 
@@ -563,6 +729,9 @@ class _Conn(NonBlockingSocketTransport):
                 if self.closed:
                     return
             if mask & _EVENT_READ:
+                if self._dropping:
+                    self._discard_input()
+                    return
                 ws = self.ws
                 assert ws is not None
                 self._cork = []
@@ -785,6 +954,11 @@ class _Conn(NonBlockingSocketTransport):
         except Exception:
             log.exception("on_close raised")
 
+    # A dropped slow consumer (see _drop): flushing, asked to close, sent FIN.
+    _dropping = False
+    _drop_close = False
+    _drop_shut = False
+
     # client target (set by Loop.connect)
     _host = ""
     _port = 0
@@ -804,7 +978,9 @@ class Loop:
         slow_consumer_timeout: with a dropping policy, seconds paused that trigger it
             (None: only the byte limit).
         slow_consumer_code: the close code of a dropped consumer (1008 policy violation,
-            or 1013 try again later).
+            or 1013 try again later), sent behind the frame being written (the frames
+            queued behind that one are discarded); TCP closes once it is out, or after the
+            connection's ``close_timeout`` (at most 5 s) if the peer does not take it.
         queue_size: commands another thread may queue per connection (``QueueFull`` beyond).
         loop_queue_size: callbacks other threads may queue on the loop.
     """
@@ -1249,55 +1425,47 @@ class Loop:
 
     def broadcast(
         self,
-        message: Union[str, bytes, bytearray, memoryview],
+        message: Union[str, bytes, bytearray, memoryview, PreparedFrame],
         connections: Optional[Iterable[WebSocket]] = None,
     ) -> Optional[int]:
         """Send ``message`` to every open connection (or to ``connections``).
 
-        Server connections without compression share one encoded frame (encoded once, the
-        same bytes object buffered for every slow peer); compressed and client (masked)
+        The frame is encoded once (``wsfast.frames.prepare``; a ``PreparedFrame`` is taken as
+        it is) and that one bytes object is queued for every connection whose frame would be
+        the same bytes (``Connection.send_prepared``: server side, no compression of this
+        message), and buffered as it is for every slow peer; compressed and client (masked)
         connections encode their own. Connections that are not open are skipped. On the loop
         thread it returns how many got the message; from another thread it is queued (one
         loop callback, ``QueueFull`` if the loop queue is full) and returns None."""
-        if not isinstance(message, str):
-            message = bytes(message)
+        frame = message if isinstance(message, PreparedFrame) else prepare(message)
         if not self.on_loop_thread:
             targets = None if connections is None else list(connections)
-            self.call_soon_threadsafe(self._broadcast, message, targets)
+            self.call_soon_threadsafe(self._broadcast, frame, targets)
             return None
-        return self._broadcast(message, connections)
+        return self._broadcast(frame, connections)
 
-    def _broadcast(self, message: Union[str, bytes], connections: Optional[Iterable[WebSocket]]) -> int:
+    def _broadcast(self, frame: PreparedFrame, connections: Optional[Iterable[WebSocket]]) -> int:
         if connections is None:
             targets: Iterable[WebSocket] = [c.ws for c in list(self._conns) if c.ws is not None]
         else:
             targets = connections
-        text = isinstance(message, str)
-        payload = message.encode("utf-8") if isinstance(message, str) else message
-        frame: Optional[bytes] = None
-        sent = 0
+        sent = shared = 0
         for ws in targets:
             conn = ws.conn
             if conn.state is not OPEN or ws.closed:
                 continue
             try:
-                # Engine internals (no public API yet to queue pre-encoded frames): an unmasked
-                # frame without an extension is the same bytes for every such connection.
-                if conn._ext is None and not conn._masked and conn._send_opcode == 0:
-                    if frame is None:
-                        frame = _SERVER_ENCODER.encode(0x81 if text else 0x82, payload)
-                    conn._out.append(frame)
-                    ws.messages_sent += 1
-                    out = conn.data_to_send()
-                    if out:
-                        ws.transport.write(out)
-                elif text:
-                    ws.send_text(cast(str, message))
-                else:
-                    ws.send_binary(payload)
-                sent += 1
+                if conn.send_prepared(frame):
+                    shared += 1
             except Exception as exc:  # closed meanwhile (InvalidState)
                 log.debug("broadcast skipped %s: %r", ws, exc)
+                continue
+            ws.messages_sent += 1
+            sent += 1
+            out = conn.data_to_send()
+            if out:
+                ws.transport.write(out)
+        log.debug("broadcast of %r to %d connections (%d shared the frame)", frame, sent, shared)
         return sent
 
     # ================================================================ running
@@ -1536,17 +1704,20 @@ def server_options_kwargs(options: ServerOptions) -> Dict[str, Any]:
 
 def broadcast(
     connections: Iterable[WebSocket],
-    message: Union[str, bytes, bytearray, memoryview],
+    message: Union[str, bytes, bytearray, memoryview, PreparedFrame],
 ) -> int:
     """Send ``message`` to ``connections`` (websockets' ``broadcast`` argument order), each
-    group through its own loop's ``Loop.broadcast`` (one shared frame where possible).
+    group through its own loop's ``Loop.broadcast``, the frame encoded once for all of them.
     Returns how many were sent at once (those queued from other threads are not counted)."""
     groups: Dict[Loop, List[WebSocket]] = {}
     for ws in connections:
         t = ws.transport
         if isinstance(t, _Conn):
             groups.setdefault(t.loop, []).append(ws)
+    if not groups:
+        return 0
+    frame = message if isinstance(message, PreparedFrame) else prepare(message)
     total = 0
     for loop, members in groups.items():
-        total += loop.broadcast(message, members) or 0
+        total += loop.broadcast(frame, members) or 0
     return total
