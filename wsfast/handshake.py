@@ -209,6 +209,17 @@ def _visible_ascii(value: object) -> bool:
     )
 
 
+def _reason_phrase(status: int) -> str:
+    """RFC 9110's reason phrase for ``status`` (its current wording), or "" if unassigned."""
+    reason = _PHRASES.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    return reason
+
+
 def _encode_head(first_line: str, headers: Sequence[Tuple[str, str]]) -> bytes:
     parts = [first_line, "\r\n"]
     for name, value in headers:
@@ -335,12 +346,7 @@ def build_response(
             f"status must be an int in 200-599 (use build_accept_response for 101): {status!r}"
         )
     if reason is None:
-        reason = _PHRASES.get(status)
-    if reason is None:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = ""
+        reason = _reason_phrase(status)
     if not isinstance(reason, str) or any(c in reason for c in "\r\n\0") or _CTL.search(reason):
         raise ValueError(f"reason phrase contains CR, LF or control characters: {reason!r}")
     try:

@@ -41,7 +41,6 @@ import logging
 import socket
 import struct
 from collections import deque
-from http import HTTPStatus
 from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import unquote
 
@@ -51,7 +50,7 @@ from .asyncio._protocol import AsyncioTransport, WSProtocol
 from .events import Request
 from .exceptions import WebSocketError
 from .handler import DEFER, Decision, Handler, WebSocket
-from .handshake import _PHRASES, _check_header, _encode_head
+from .handshake import _check_header, _encode_head, _reason_phrase
 
 try:  # uvicorn's own "the client is gone" error (an OSError), which Starlette expects
     from uvicorn.protocols.utils import ClientDisconnected
@@ -95,12 +94,7 @@ class _Denial:
     def head(self) -> bytes:
         """The head for a streamed body (see the module docstring for the framing)."""
         status = self.status
-        reason = _PHRASES.get(status)
-        if reason is None:
-            try:
-                reason = HTTPStatus(status).phrase
-            except ValueError:
-                reason = ""
+        reason = _reason_phrase(status)
         headers = list(self.headers)
         if self.length is not None and status not in (204, 304):
             headers.append(("Content-Length", str(self.length)))
