@@ -317,3 +317,91 @@ def test_backpressure_through_the_buffer_path():
     conn = open_server(max_message_size=65536)
     got = events_by_buffer(conn, wire, iter([len(wire)] * 10))
     assert got == [BinaryMessage(p) for p in m]
+
+
+def test_region_after_a_bare_header_and_when_the_object_is_full():
+    """get_buffer right after a header allocates the message object; inside a later
+    fragment whose object is full it grows it and hands out only the frame's rest."""
+    data = payload(30_000)
+    wire = frame(2, data)
+    conn = open_server()
+    conn.receive_data(wire[:8])  # 2 + 2 length + 4 mask: the header, no payload
+    region = conn.get_buffer(65536)
+    assert len(region) == len(data)
+    region[:] = wire[8:]
+    conn.buffer_updated(len(data))
+    assert list(conn.events()) == [BinaryMessage(data)]
+
+    a, b = payload(30_000, 1), payload(20_000, 2)
+    conn.receive_data(frame(2, a, fin=False))
+    second = frame(0, b, fin=False)
+    conn.receive_data(second[:8])  # the first fragment filled the object exactly
+    region = conn.get_buffer(65536)
+    assert len(region) == len(b)  # grown geometrically, handed out up to the frame's end
+    region[:] = second[8:]
+    conn.buffer_updated(len(b))
+    conn.receive_data(frame(0, b"", fin=True))
+    assert list(conn.events()) == [BinaryMessage(a + b)]
+
+
+def test_stale_region_and_parser_misuse():
+    data = payload(40_000)
+    wire = frame(2, data)
+    conn = open_server()
+    conn.receive_data(wire[:8])
+    conn.get_buffer(65536)
+    conn.receive_data(wire[8:100])  # input in between breaks the contract
+    with pytest.raises(ValueError, match="stale"):
+        conn.buffer_updated(10)
+    with pytest.raises(ValueError, match="without get_buffer"):
+        conn._parser.buffer_updated(0)
+
+
+def test_buffer_during_the_handshake_asked_twice_and_misused():
+    from wsfast import ClientConnection, ServerConnection
+
+    server = ServerConnection()
+    buf = server.get_buffer(100)
+    assert server.get_buffer(100) is buf
+    with pytest.raises(ValueError):
+        server.buffer_updated(len(buf) + 1)
+    server.buffer_updated(0)  # nothing read: nothing happens
+    assert list(server.events()) == []
+    request = b"".join(ClientConnection("example.com", "/").data_to_send())
+    buf = server.get_buffer(len(request))
+    buf[: len(request)] = request
+    server.buffer_updated(len(request))
+    assert [type(e).__name__ for e in server.events()] == ["Request"]
+
+
+def test_buffer_handed_out_before_a_deferred_eof_parses_nothing():
+    m = [payload(40_000, i) for i in range(8)]
+    conn = open_server(max_message_size=65536)
+    conn.receive_data(b"".join(frame(2, p) for p in m))  # the budget holds most of it
+    buf = conn.get_buffer(100)
+    conn.receive_eof()  # deferred behind the held input
+    with pytest.raises(ValueError):
+        conn.buffer_updated(len(buf) + 1)
+    buf[:5] = frame(1, b"x")[:5]
+    conn.buffer_updated(5)  # after the end of file: discarded
+    assert list(conn.events())[: len(m)] == [BinaryMessage(p) for p in m]
+
+
+def test_region_grows_the_object_past_the_preallocation_bound():
+    """A frame larger than PREALLOC_MAX: the object is allocated up to the bound, and
+    get_buffer grows it when the bytes so far filled it."""
+    from wsfast._speedups import Parser
+    import wsfast._parser as pure
+
+    bound = pure.PREALLOC_MAX if Parser is pure.Parser else 1 << 26
+    if bound > 1 << 22:
+        pytest.skip("the compiled build preallocates 64 MiB ahead: tested on the pure build")
+    data = payload(bound + 100_000)
+    wire = frame(2, data)
+    conn = open_server(max_message_size=4 * bound)
+    conn.receive_data(wire[: 14 + bound])  # header + exactly the preallocated bytes
+    region = conn.get_buffer(65536)
+    assert len(region) == 100_000
+    region[:] = wire[14 + bound :]
+    conn.buffer_updated(100_000)
+    assert list(conn.events()) == [BinaryMessage(data)]
