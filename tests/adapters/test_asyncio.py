@@ -440,7 +440,8 @@ def test_keepalive_ping_timeout_1011(loop_kind: str) -> None:
         await ws.wait_closed()
 
     async def main() -> None:
-        async with await serve(app, ping_interval=None) as server:
+        # (close_timeout: the shutdown waits that long for the connection that never reads)
+        async with await serve(app, ping_interval=None, close_timeout=1) as server:
             ws = await connect(server.url, ping_interval=0.1, ping_timeout=0.2)
             with pytest.raises(ConnectionClosedError) as info:
                 await ws.recv()
@@ -469,7 +470,7 @@ def test_close_timeout_when_the_peer_never_answers(loop_kind: str) -> None:
         await ws.wait_closed()
 
     async def main() -> None:
-        async with await serve(app, ping_interval=None) as server:
+        async with await serve(app, ping_interval=None, close_timeout=1) as server:
             ws = await connect(server.url, close_timeout=0.3, ping_interval=None)
             await ws.close(1000)  # returns once the close timeout aborted TCP
             assert ws.close_code == 1006
@@ -503,7 +504,7 @@ def test_tls_unverified_certificate_fails(loop_kind: str, tls: Tuple[ssl.SSLCont
     server_ctx, _client_ctx = tls
 
     async def main() -> None:
-        async with await serve(echo, ssl=server_ctx) as server:
+        async with await serve(echo, ssl=server_ctx, close_timeout=1) as server:
             with pytest.raises(TLSError):
                 await connect(f"wss://localhost:{server.port}/", open_timeout=5)  # system CAs only
 
