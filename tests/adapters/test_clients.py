@@ -603,7 +603,15 @@ def test_reconnect_against_a_restarting_server(mode: str) -> None:
             srv.stopping.wait(5)
             srv.accepter.join(5)
             srv.lsock.close()
-            restarted.append(Server(port=port))  # ...and comes back on the same port
+            deadline = time.monotonic() + 5
+            while True:  # ...and comes back on the same port (its old sockets may still be closing)
+                try:
+                    restarted.append(Server(port=port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
 
     h = Script(close_when_done=False, on={"open": opened, "text": got})
     policy = Reconnect(initial_delay=0.05, max_delay=0.2, before_attempt=before)
