@@ -349,6 +349,13 @@ class WebSocket:
         handed out (its close frame goes out when they are: answer them first)."""
         return getattr(self.conn, "_pending", None) is not None
 
+    def set_handler(self, handler: Handler) -> None:
+        """Replace the handler before ``start()`` (a server that decides per connection only
+        once the transport is up, e.g. after its TLS handshake)."""
+        self.handler = handler
+        self._on_text = handler.on_text
+        self._on_binary = handler.on_binary
+
     def start(self) -> None:
         """The transport is connected: write the client's request, arm the handshake timer."""
         if self.open_timeout is not None and self.conn.state is CONNECTING:

@@ -440,8 +440,7 @@ def test_keepalive_ping_timeout_1011(loop_kind: str) -> None:
         await ws.wait_closed()
 
     async def main() -> None:
-        # (close_timeout: the shutdown waits that long for the connection that never reads)
-        async with await serve(app, ping_interval=None, close_timeout=1) as server:
+        async with await serve(app, ping_interval=None) as server:
             ws = await connect(server.url, ping_interval=0.1, ping_timeout=0.2)
             with pytest.raises(ConnectionClosedError) as info:
                 await ws.recv()
@@ -470,7 +469,7 @@ def test_close_timeout_when_the_peer_never_answers(loop_kind: str) -> None:
         await ws.wait_closed()
 
     async def main() -> None:
-        async with await serve(app, ping_interval=None, close_timeout=1) as server:
+        async with await serve(app, ping_interval=None) as server:
             ws = await connect(server.url, close_timeout=0.3, ping_interval=None)
             await ws.close(1000)  # returns once the close timeout aborted TCP
             assert ws.close_code == 1006
@@ -504,9 +503,82 @@ def test_tls_unverified_certificate_fails(loop_kind: str, tls: Tuple[ssl.SSLCont
     server_ctx, _client_ctx = tls
 
     async def main() -> None:
-        async with await serve(echo, ssl=server_ctx, close_timeout=1) as server:
+        async with await serve(echo, ssl=server_ctx) as server:
             with pytest.raises(TLSError):
                 await connect(f"wss://localhost:{server.port}/", open_timeout=5)  # system CAs only
+
+    run(main(), loop_kind)
+
+
+def test_failed_tls_handshakes_are_not_counted(loop_kind: str, tls: Tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    """asyncio makes the server's protocol at accept time and never tells it when the TLS
+    handshake fails: such connections must not hold a ``max_connections`` slot, stay in
+    ``protocols``, or hold up shutdown."""
+    server_ctx, client_ctx = tls
+
+    async def main() -> None:
+        server = await serve(echo, ssl=server_ctx, max_connections=1, close_timeout=30)
+        url = f"wss://localhost:{server.port}/"
+        for _ in range(3):
+            with pytest.raises(TLSError):
+                await connect(url, open_timeout=5)  # system CAs only: the client refuses
+        assert not server.protocols
+        async with connect(url, ssl=client_ctx) as ws:  # the one slot is free
+            await ws.send("ok")
+            assert await ws.recv() == "ok"
+            assert len(server.protocols) == 1
+        # Nothing left to wait for: the shutdown does not sit out its 30 s close timeout.
+        await asyncio.wait_for(server.close(), 10)
+
+    run(main(), loop_kind)
+
+
+def test_shutdown_reads_the_close_of_a_connection_that_paused_reading(loop_kind: str) -> None:
+    """The application paused reading: the shutdown's 1001 closing handshake still completes
+    (reading resumes for it) instead of waiting out the close timeout."""
+
+    async def app(ws: Connection) -> None:
+        ws.protocol.pause_reading()
+        await ws.wait_closed()
+
+    async def main() -> None:
+        server = await serve(app, ping_interval=None, close_timeout=30)
+        ws = await connect(server.url, ping_interval=None)
+        await ws.send("unread")
+        await asyncio.wait_for(server.close(), 10)
+        await ws.wait_closed()
+        assert (ws.close_code, ws.ws.clean) == (1001, True)
+
+    run(main(), loop_kind)
+
+
+def test_close_with_a_full_receive_queue_completes_the_handshake(loop_kind: str) -> None:
+    """The client's queue is full (reading paused) and the server keeps sending: the
+    client's close() still reads the server's close frame (a clean 1000, not a close
+    timeout); the messages queued before stay readable, in order, and the later ones beyond
+    the queue are discarded and counted."""
+
+    async def flood(ws: Connection) -> None:
+        i = 0
+        while ws.is_open:
+            await ws.send(str(i))
+            i += 1
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        async with await serve(flood, ping_interval=None, compression=None) as server:
+            ws = await connect(server.url, max_queue=4, close_timeout=30, ping_interval=None)
+            while not ws.reading_paused:
+                await asyncio.sleep(0.01)
+            queued = len(ws._messages)
+            await asyncio.wait_for(ws.close(1000), 10)
+            assert (ws.close_code, ws.ws.clean) == (1000, True)
+            got = [await ws.recv() for _ in range(queued)]
+            assert got == [str(i) for i in range(queued)]
+            assert ws.discarded > 0  # the flood that was in the socket buffers
+            with pytest.raises(ConnectionClosedOK):
+                await ws.recv()
 
     run(main(), loop_kind)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from wsfast.exceptions import ConnectionClosedError, OpenTimeout, ProtocolError, QueueFull
 from wsfast.handler import Accept, Handler, Reject, WebSocket
+from wsfast.handshake import accept_key
 from wsfast.loop import Loop
 
 from .test_loop_helpers import (
@@ -413,6 +415,18 @@ def test_slow_consumer_handler_decision() -> None:
             r = FrameReader(s, rest)
             for _ in range(64):
                 assert r.frame() == (0x2, b"z" * 4096)
+
+
+def test_backpressure_settings_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ValueError, match="low_water"):
+        Loop(high_water=1000, low_water=2000)
+    # The policy acts on a paused peer, and reading pauses only above high_water.
+    with pytest.raises(ValueError, match="max_buffer must not be below high_water"):
+        Loop(high_water=64 * 1024, low_water=16 * 1024, slow_consumer="drop", max_buffer=1024)
+    with pytest.raises(ValueError, match="slow_consumer_code"):
+        Loop(slow_consumer="drop", slow_consumer_code=1011)
+    with pytest.raises(ValueError, match="slow_consumer is"):
+        Loop(slow_consumer="close")  # type: ignore[arg-type]
 
 
 def test_pause_resume_callbacks() -> None:
@@ -1188,6 +1202,80 @@ class TestSlowConsumerCloseFrame:
 
 
 # --------------------------------------------------------------------------- broadcast: prepared frames
+
+
+def _client_frames(data: bytes) -> List[Tuple[int, bytes]]:
+    """Split a loop client's output into (first byte, unmasked payload); none may be cut."""
+    frames, pos = [], 0
+    while pos < len(data):
+        assert pos + 2 <= len(data), f"a header cut at {pos}"
+        b0, b1 = data[pos], data[pos + 1]
+        assert b1 & 0x80, "a client frame is always masked"
+        n, head = b1 & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack("!H", data[pos + 2 : pos + 4])[0], 4
+        elif n == 127:
+            n, head = struct.unpack("!Q", data[pos + 2 : pos + 10])[0], 10
+        key = data[pos + head : pos + head + 4]
+        start = pos + head + 4
+        assert start + n <= len(data), f"frame at {pos} cut"
+        frames.append((b0, bytes(c ^ key[i % 4] for i, c in enumerate(data[start : start + n]))))
+        pos = start + n
+    return frames
+
+
+def test_slow_consumer_drop_of_a_loop_client_sends_close_then_fin() -> None:
+    """The loop's client side is the producer and the server stops reading: the dropped
+    connection's close frame (1008) goes out behind whole frames, then FIN (the server reads
+    EOF, not a reset or a timeout), within the linger."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited: a small window
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+    stats: Dict[str, Any] = {}
+
+    class Producer(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            ws.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # type: ignore[attr-defined]
+            self.tick(ws)
+
+        def tick(self, ws: WebSocket) -> None:
+            for _ in range(8):
+                if not ws.is_open:
+                    return
+                ws.send_binary(b"p" * 8192)
+            ws.call_later(0.001, lambda: self.tick(ws))
+
+        def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+            stats["closed"] = ws.conn.close_code_sent
+
+    lt = LoopThread(Loop(high_water=64 * 1024, low_water=16 * 1024, slow_consumer="drop",
+                         max_buffer=256 * 1024, slow_consumer_timeout=None))
+    with lt, lsock:
+        lt.call(lambda: lt.loop.connect(f"ws://127.0.0.1:{port}/", Producer(), compression=None, **FAST))
+        s, _ = lsock.accept()
+        with s:
+            s.settimeout(10)
+            head, rest = read_head(s)
+            key = next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key:"))
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n")
+            wait_for(lambda: lt.loop.dropped_slow_consumers == 1, timeout=20)
+            data = rest
+            while True:  # to EOF: a timeout or a reset fails the test
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        wait_for(lambda: "closed" in stats)
+        wait_for(lambda: lt.call(lambda: lt.loop.open_connections) == 0)
+    *messages, last = _client_frames(data)
+    assert last == (0x88, (1008).to_bytes(2, "big") + b"slow consumer")
+    assert messages and all(f == (0x82, b"p" * 8192) for f in messages)
+    assert stats["closed"] == 1008
 
 
 class TestBroadcastPreparedFrame:

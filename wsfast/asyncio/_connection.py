@@ -5,7 +5,9 @@ not a second engine loop: messages the driver dispatches go into a bounded deque
 ``recv()`` takes from. When the deque holds ``max_queue`` messages, reading from the socket
 pauses (``transport.pause_reading``) and resumes once ``recv()`` has taken it down to a
 quarter; so a slow reader holds at most ``max_queue`` messages plus the messages of one read
-(256 KiB of frames). ``send()`` returns at once while the transport's write buffer is below
+(256 KiB of frames). Once our close frame is out, reading resumes whatever the queue holds
+(the peer's close must get through) and messages beyond ``max_queue`` are discarded.
+``send()`` returns at once while the transport's write buffer is below
 its high watermark, and waits for ``resume_writing`` above it. Several coroutines may wait in
 ``recv()`` or ``send()`` at once; each message goes to one of them, in order.
 """
@@ -13,6 +15,7 @@ its high watermark, and waits for ``resume_writing`` above it. Several coroutine
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any, AsyncIterator, Deque, List, Optional, Union
 
@@ -20,6 +23,8 @@ from ..events import Accepted, Request
 from ..exceptions import ConnectionClosedOK
 from ..handler import Handler, WebSocket
 from ._protocol import WSProtocol
+
+log = logging.getLogger("wsfast.asyncio")
 
 __all__ = ["Connection", "DEFAULT_MAX_QUEUE", "Data"]
 
@@ -41,6 +46,9 @@ class Connection(Handler):
         self._write_waiters: List[asyncio.Future[None]] = []
         self._paused = False
         self._pings: List[asyncio.Future[float]] = []
+        self._closing = False
+        #: Messages dropped because they arrived after our close with the queue full.
+        self.discarded = 0
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.ws: WebSocket = None  # type: ignore[assignment]  # set by the client/server
@@ -60,6 +68,13 @@ class Connection(Handler):
 
     def _push(self, data: Data) -> None:
         q = self._messages
+        if self._closing and self.max_queue is not None and len(q) >= self.max_queue:
+            # Our close is out and reading goes on to finish the handshake: what the peer
+            # sent meanwhile beyond a full queue is not kept (bounded memory).
+            self.discarded += 1
+            if self.discarded == 1:
+                log.debug("receive queue full while closing: discarding later messages")
+            return
         q.append(data)
         waiters = self._recv_waiters
         while waiters:
@@ -67,7 +82,7 @@ class Connection(Handler):
             if not w.done():
                 w.set_result(None)
                 break
-        if self.max_queue is not None and len(q) >= self.max_queue:
+        if self.max_queue is not None and len(q) >= self.max_queue and not self._closing:
             self.protocol.pause_reading()
 
     def on_pause(self, ws: WebSocket) -> None:
@@ -241,9 +256,17 @@ class Connection(Handler):
         ws = self.ws
         if not ws.closed and ws.is_open:
             ws.close(code, reason)
+            self.closing()
         elif not ws.closed and ws.state.name == "CONNECTING":
             ws.force_quit()
         await self.wait_closed()
+
+    def closing(self) -> None:
+        """Our close frame is out: read again (the peer's close must get through even with a
+        full queue); messages beyond ``max_queue`` that arrive meanwhile are discarded
+        (counted in ``discarded``)."""
+        self._closing = True
+        self.protocol.resume_reading()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is gone (``on_close`` ran)."""

@@ -120,7 +120,9 @@ class WSProtocol(asyncio.BufferedProtocol):
     """One WebSocket connection on an asyncio transport, driving a ``WebSocket``.
 
     ``ws`` is built by the caller (client or server) with an ``AsyncioTransport``;
-    ``on_lost`` runs once the transport is gone (after ``on_close``), for bookkeeping.
+    ``on_made`` runs when the transport is up, before the driver starts (with TLS: after the
+    TLS handshake; a connection whose TLS handshake fails never gets there, nor to
+    ``on_lost``); ``on_lost`` runs once the transport is gone (after ``on_close``).
     Also usable as a plain ``asyncio.Protocol`` (``data_received``), as uvicorn starts it.
     """
 
@@ -130,11 +132,13 @@ class WSProtocol(asyncio.BufferedProtocol):
         tio: AsyncioTransport,
         on_lost: Optional[Callable[[WSProtocol], None]] = None,
         read_size: int = READ_SIZE,
+        on_made: Optional[Callable[[WSProtocol], None]] = None,
     ) -> None:
         self.ws = ws
         self.tio = tio
         tio.ws = ws
         self.on_lost = on_lost
+        self.on_made = on_made
         self._view = _shared_buffer(read_size)
         self.transport: Optional[asyncio.Transport] = None
         self.reading_paused = False
@@ -151,6 +155,8 @@ class WSProtocol(asyncio.BufferedProtocol):
         ws.bind_thread()
         ws.local_address = transport.get_extra_info("sockname")
         ws.remote_address = transport.get_extra_info("peername")
+        if self.on_made is not None:
+            self.on_made(self)
         ws.start()
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -57,21 +57,28 @@ class Server:
 
     def _protocol(self) -> WSProtocol:
         opts = self.opts
-        limit = opts.max_connections
-        busy = (limit is not None and len(self.protocols) >= limit) or self._closing
-        handler = _BUSY if busy else self._make_handler()
         tio = AsyncioTransport(self.loop)
-        ws = WebSocket.with_options(new_server(opts), handler, tio, opts, cross_thread="queue")
+        # The handler is chosen in _made, once the transport is up: with TLS, asyncio makes
+        # this protocol at accept time but calls connection_made only after the TLS
+        # handshake, and never tells it when that handshake fails.
+        ws = WebSocket.with_options(new_server(opts), _BUSY, tio, opts, cross_thread="queue")
         ws.response_headers = tuple(opts.headers)
-        p = WSProtocol(ws, tio, self._lost, self.read_size)
-        if handler is not _BUSY:
-            self.protocols.add(p)
+        return WSProtocol(ws, tio, self._lost, self.read_size, on_made=self._made)
+
+    def _made(self, p: WSProtocol) -> None:
+        """A connection is up (TLS done): count it, or answer 503 above the limit."""
+        limit = self.opts.max_connections
+        if (limit is not None and len(self.protocols) >= limit) or self._closing:
+            return  # stays on _BUSY, uncounted
+        handler = self._make_handler()
+        ws = p.ws
+        ws.set_handler(handler)
+        self.protocols.add(p)
         if isinstance(handler, Connection):
             handler.ws = ws
             handler.protocol = p
             if isinstance(handler, _ServerConnection):
                 handler.server = self
-        return p
 
     def _lost(self, p: WSProtocol) -> None:
         self.protocols.discard(p)
@@ -127,6 +134,12 @@ class Server:
                 continue
             if ws.is_open:
                 ws.close(code, reason)
+                # The closing handshake needs the peer's close frame: read again even if the
+                # application (or a full receive queue) paused reading.
+                if isinstance(ws.handler, Connection):
+                    ws.handler.closing()
+                else:
+                    p.resume_reading()
             else:
                 ws.force_quit()
         if self.protocols:

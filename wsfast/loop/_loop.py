@@ -1001,6 +1001,9 @@ class Loop:
             raise ValueError("low_water must not exceed high_water")
         if not (slow_consumer in ("wait", "drop") or callable(slow_consumer)):
             raise ValueError("slow_consumer is 'wait', 'drop' or a callable(ws) -> bool")
+        if max_buffer is not None and max_buffer < high_water:
+            # Reading pauses at high_water and the policy acts on a paused peer only.
+            raise ValueError("max_buffer must not be below high_water")
         if slow_consumer_code not in (1008, 1013):
             raise ValueError("slow_consumer_code is 1008 or 1013")
         self.high_water = high_water
