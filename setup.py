@@ -49,6 +49,11 @@ class OptionalBuildExt(build_ext):
 
     failed = False
 
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:  # compile the C files side by side (``-j`` overrides)
+            self.parallel = os.cpu_count() or 1
+
     def run(self):
         if not self.extensions:
             return
@@ -108,15 +113,20 @@ def cythonize_all(exts):
     trace = os.environ.get("WSFAST_CYTHON_TRACE") == "1"
     pyx = [e for e in exts if e.name.split(".")[-1] not in PURE_COMPILED]
     translated = cythonize(pyx, compiler_directives={"language_level": "3", "linetrace": trace},
-                           annotate=os.environ.get("WSFAST_ANNOTATE") == "1")
+                           annotate=os.environ.get("WSFAST_ANNOTATE") == "1", nthreads=os.cpu_count() or 0)
     # Keep the Extension objects build_ext has finalized; only their sources change.
     by_name = {e.name: e for e in translated}
+    pure = {}
     for e in exts:
         short = e.name.split(".")[-1]
         if short in PURE_COMPILED:
-            e.sources = [compile_pure(short, PURE_COMPILED[short], trace)]
+            pure[short] = (e, compile_pure(short, PURE_COMPILED[short], trace))
         else:
             e.sources = by_name[e.name].sources
+    for short, (e, (out, proc)) in pure.items():  # the Cython runs go side by side
+        if proc.wait() != 0:
+            raise RuntimeError(f"cython failed on wsfast/{PURE_COMPILED[short]} (exit {proc.returncode})")
+        e.sources = [out]
     return exts
 
 
@@ -153,7 +163,8 @@ def compile_pure(name, source, trace):
 
     One readable implementation, two builds (the aiohttp reader_py/reader_c technique).
     Always regenerated, so an edit to the .pxd alone is never missed. Also compiles a .pyx
-    under a second name (_inflate.pyx as _inflate_ng).
+    under a second name (_inflate.pyx as _inflate_ng). Returns the C file's path and the
+    running Cython process.
     """
     import subprocess
 
@@ -163,8 +174,7 @@ def compile_pure(name, source, trace):
            "-X", f"linetrace={trace}", os.path.join("wsfast", source), "-o", out]
     if os.environ.get("WSFAST_ANNOTATE") == "1":
         cmd.insert(3, "-a")
-    subprocess.run(cmd, check=True)
-    return out
+    return out, subprocess.Popen(cmd)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

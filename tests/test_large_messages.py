@@ -405,3 +405,83 @@ def test_region_grows_the_object_past_the_preallocation_bound():
     region[:] = wire[14 + bound :]
     conn.buffer_updated(100_000)
     assert list(conn.events()) == [BinaryMessage(data)]
+
+
+def events_by_payload_buffer(conn, data: bytes, reads) -> list:
+    """An adapter with a shared read buffer: ``receive_data`` except where the engine has
+    a payload buffer (``get_payload_buffer``), which it reads into instead."""
+    evs = []
+    pos = 0
+    while pos < len(data):
+        k = min(len(data) - pos, next(reads))
+        region = conn.get_payload_buffer()
+        if region is None:
+            conn.receive_data(data[pos : pos + k])
+        else:
+            k = min(k, len(region))
+            region[:k] = data[pos : pos + k]
+            conn.buffer_updated(k)
+        pos += k
+        evs.extend(conn.events())
+    return evs
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("n", [0, 8191, 8192, 65537, 300_000])
+def test_payload_buffer_path_matches_receive_data(side, n):
+    msgs = [payload(n, 1), payload(n // 3 + 10_000, 2)]
+    wire = b"".join(frame(2, m, mask=mask_for(side)) for m in msgs)
+    wire += frame(1, text_payload(n), mask=mask_for(side))
+    expected = [BinaryMessage(m) for m in msgs] + [TextMessage(text_payload(n).decode())]
+    for seed in range(3):
+        assert events_by_payload_buffer(connection(side), wire, random_reads(seed)) == expected
+
+
+def test_payload_buffer_only_inside_a_large_uncompressed_payload():
+    from wsfast import ClientConnection, ServerConnection
+
+    server = ServerConnection()
+    client = ClientConnection("example.com", "/")
+    assert server.get_payload_buffer() is None  # handshake
+    server.receive_data(b"".join(client.data_to_send()))
+    list(server.events())
+    server.accept()
+    server.data_to_send()
+    assert server.get_payload_buffer() is None  # between frames
+    data = payload(20_000)
+    wire = frame(2, data)
+    server.receive_data(wire[:8])  # the header only
+    region = server.get_payload_buffer()
+    assert region is not None and len(region) == len(data)
+    assert server.get_payload_buffer() is region  # asked again before buffer_updated
+    region[: len(data) - 8000] = wire[8 : len(wire) - 8000]
+    server.buffer_updated(len(data) - 8000)
+    assert server.get_payload_buffer() is None  # 8000 bytes to come: below REGION_MIN
+    server.receive_data(wire[len(wire) - 8000 :])
+    assert list(server.events()) == [BinaryMessage(data)]
+    # A get_buffer() read buffer outstanding is not a payload buffer.
+    server.get_buffer(100)
+    assert server.get_payload_buffer() is None
+    server.buffer_updated(0)
+    # After the end of file: none.
+    server.receive_eof()
+    assert server.get_payload_buffer() is None
+
+
+def test_no_payload_buffer_for_a_compressed_message():
+    from wsfast import ClientConnection, ServerConnection
+    from wsfast.permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
+
+    client = ClientConnection("example.com", "/", extensions=[ClientPerMessageDeflate()])
+    server = ServerConnection(extensions=[ServerPerMessageDeflate()])
+    server.receive_data(b"".join(client.data_to_send()))
+    list(server.events())
+    server.accept()
+    client.receive_data(b"".join(server.data_to_send()))
+    list(client.events())
+    client.send_binary(payload(200_000))  # random bytes: the deflated frame is as large
+    wire = b"".join(client.data_to_send())
+    server.receive_data(wire[:14])
+    assert server.get_payload_buffer() is None
+    server.receive_data(wire[14:])
+    assert list(server.events()) == [BinaryMessage(payload(200_000))]

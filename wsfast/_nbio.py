@@ -15,7 +15,7 @@ from collections import deque
 from typing import Deque, List, Optional
 
 from ._net import network_error
-from ._sockio import READ_SIZE
+from ._sockio import READ_SIZE, ZERO_COPY_AFTER
 from .handler import Transport, WebSocket
 
 __all__ = ["NonBlockingSocketTransport", "nonblocking_read", "tls_handshake_step"]
@@ -49,6 +49,9 @@ class NonBlockingSocketTransport(Transport):
         self.high_water = high_water
         self.low_water = low_water
         self.max_buffer = max_buffer
+        #: The last read was large (``nonblocking_read``: then look for the engine's
+        #: zero-copy buffer).
+        self.large_read = False
         self.ws: Optional[WebSocket] = None
         self.buffered = 0
         self.paused = False
@@ -183,31 +186,51 @@ def nonblocking_read(ws: WebSocket, sock: socket.socket, budget: int = 4 * READ_
         return True
     got = 0
     while got < budget:
+        # Inside the payload of a large frame, read straight into the message object (asked
+        # only after a large read: ZERO_COPY_AFTER).
+        region = ws.payload_buffer() if nb is None or nb.large_read else None
+        data = b""
         try:
-            data = sock.recv(READ_SIZE)
+            if region is None:
+                data = sock.recv(READ_SIZE)
+                n = len(data)
+                asked = READ_SIZE
+            else:
+                n = sock.recv_into(region)
+                asked = len(region)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            if region is not None:
+                ws.buffer_updated(0)  # nothing came: the engine gets its buffer back
             return True
         except OSError as exc:
+            if region is not None:
+                ws.buffer_updated(0)
             if not ws.closed:
                 if getattr(transport, "closed", False):
                     ws.feed_eof()
                 else:
                     ws.transport_error(network_error(exc, str(ws.remote_address)))
             return False
-        if not data:
+        if not n:
+            if region is not None:
+                ws.buffer_updated(0)
             ws.feed_eof()
             return False
         if nb is not None:
-            nb.bytes_received += len(data)
-        ws.feed(data)
+            nb.bytes_received += n
+            nb.large_read = n >= ZERO_COPY_AFTER
+        if region is None:
+            ws.feed(data)
+        else:
+            ws.buffer_updated(n)
         if ws.closed:
             return False
-        got += len(data)
+        got += n
         if nb is not None and nb.read_paused:
             return True
-        if not tls and len(data) < READ_SIZE:
+        if not tls and n < asked:
             return True  # the kernel buffer is drained: no extra EAGAIN syscall
-        if tls and len(data) < READ_SIZE and not sock.pending():  # type: ignore[attr-defined]
+        if tls and n < asked and not sock.pending():  # type: ignore[attr-defined]
             return True
     return True
 

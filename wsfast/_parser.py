@@ -240,6 +240,31 @@ class Parser:
                 self.buf = bytearray()
         self._feed(data, 0, n)
 
+    def get_region(self):
+        """The rest of the current frame's region of the message object when the next bytes
+        are the payload of an uncompressed frame with at least ``REGION_MIN`` to come, else
+        None (see ``Connection.get_payload_buffer``)."""
+        view = self.rview
+        if view is not None:
+            return view if self.rkind == 1 else None
+        remaining = self.remaining
+        if self.state != PAYLOAD or self.mcompressed or remaining < REGION_MIN:
+            return None
+        target = self.target
+        fill = self.mfill
+        if target is None or len(target) == fill:
+            self._reserve(min(remaining, PREALLOC_MAX))
+            target = self.target
+        room = len(target) - fill
+        if room > remaining:
+            room = remaining
+        view = writable_region(target, fill, room)
+        self.rkind = 1
+        self.rtarget = target
+        self.rfill = fill
+        self.rview = view
+        return view
+
     def get_buffer(self, sizehint):
         """A writable buffer for the next input (see ``Connection.get_buffer``): inside an
         uncompressed payload, the rest of the frame's region of the message object; else
@@ -247,28 +272,16 @@ class Parser:
         view = self.rview
         if view is not None:
             return view  # asked again before buffer_updated(): the same buffer
-        remaining = self.remaining
-        if self.state == PAYLOAD and not self.mcompressed and remaining >= REGION_MIN:
-            target = self.target
-            fill = self.mfill
-            if target is None or len(target) == fill:
-                self._reserve(min(remaining, PREALLOC_MAX))
-                target = self.target
-            room = len(target) - fill
-            if room > remaining:
-                room = remaining
-            view = writable_region(target, fill, room)
-            self.rkind = 1
-            self.rtarget = target
-            self.rfill = fill
-        else:
-            size = sizehint if sizehint > 0 else READ_SIZE
-            rbuf = self.rbuf
-            if rbuf is None or len(rbuf) < size:
-                rbuf = alloc_payload(size)
-                self.rbuf = rbuf
-            view = writable_region(rbuf, 0, len(rbuf))
-            self.rkind = 2
+        view = self.get_region()
+        if view is not None:
+            return view
+        size = sizehint if sizehint > 0 else READ_SIZE
+        rbuf = self.rbuf
+        if rbuf is None or len(rbuf) < size:
+            rbuf = alloc_payload(size)
+            self.rbuf = rbuf
+        view = writable_region(rbuf, 0, len(rbuf))
+        self.rkind = 2
         self.rview = view
         return view
 

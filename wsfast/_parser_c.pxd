@@ -50,8 +50,9 @@ cdef class Parser:
     cpdef feed(self, data)
     @cython.locals(buf=bytearray)
     cdef _input(self, bytes data, Py_ssize_t n)
-    @cython.locals(remaining="unsigned long long", fill=Py_ssize_t, room="unsigned long long",
-                   size=Py_ssize_t)
+    @cython.locals(remaining="unsigned long long", fill=Py_ssize_t, room="unsigned long long")
+    cpdef get_region(self)
+    @cython.locals(size=Py_ssize_t)
     cpdef get_buffer(self, Py_ssize_t sizehint)
     @cython.locals(kind=int, start=Py_ssize_t)
     cpdef buffer_updated(self, Py_ssize_t nbytes)

@@ -44,6 +44,7 @@ from .handler import Handler, Transport, WebSocket
 
 __all__ = [
     "READ_SIZE",
+    "ZERO_COPY_AFTER",
     "BACKLOG_LIMIT",
     "DEFAULT_WRITE_TIMEOUT",
     "IDLE_TICK",
@@ -59,6 +60,10 @@ _monotonic = time.monotonic
 #: Bytes asked of one recv: big enough that a 1 MiB message takes few calls, small enough
 #: that one read never holds more than this (picows#117: a doubling buffer costs multi-MB).
 READ_SIZE = 256 * 1024
+#: Adapters ask the engine for its zero-copy buffer (``WebSocket.payload_buffer``) only after
+#: a read of at least this many bytes: large messages arrive in large reads, and a
+#: connection exchanging small ones never pays for the question (about 160 ns a read).
+ZERO_COPY_AFTER = 16 * 1024
 #: Bytes a blocked writer reads ahead for the reader (see the module docstring).
 BACKLOG_LIMIT = 4 * 1024 * 1024
 #: Seconds a write may wait without the peer taking a byte before the connection is dropped.
@@ -111,6 +116,9 @@ class BlockingSocketTransport(Transport):
         self._backlog: Deque[bytes] = deque()
         self._backlog_size = 0
         self._eof = False
+        #: The last read was large (``blocking_step``: then look for the engine's zero-copy
+        #: buffer).
+        self.large_read = False
         self._read_error: Optional[OSError] = None
         self._rlock = threading.Lock()  # one reader of the socket at a time (owner or blocked writer)
 
@@ -143,19 +151,38 @@ class BlockingSocketTransport(Transport):
         when nothing came: never later than ``timeout`` seconds (0 polls), but possibly
         sooner, after ``IDLE_TICK``, when ``timeout`` is None or longer (the caller re-checks
         its deadline and timers). Raises ``OSError``."""
+        got = self._read(timeout, None)
+        assert not isinstance(got, int)
+        return got
+
+    def read_into(self, buf: memoryview, timeout: Optional[float]) -> Optional[int]:
+        """``read()`` into ``buf`` (the engine's zero-copy buffer): the number of bytes
+        written at its start, 0 at end of file, None when nothing came."""
+        got = self._read(timeout, buf)
+        assert not isinstance(got, bytes)
+        return got
+
+    def _read(self, timeout: Optional[float], buf: Optional[memoryview]) -> Union[bytes, int, None]:
         rlock = self._rlock
         if not rlock.acquire(True, -1 if timeout is None else timeout):
             return None  # a blocked writer is reading for us; its backlog comes next time
         try:
             if self._released:
-                return b""
+                return b"" if buf is None else 0
             if self._backlog:
                 data = b"".join(self._backlog)
                 self._backlog.clear()
                 self._backlog_size = 0
-                return data
+                if buf is None:
+                    return data
+                k = min(len(buf), len(data))
+                buf[:k] = data[:k]
+                if k < len(data):
+                    self._backlog.append(data[k:])
+                    self._backlog_size = len(data) - k
+                return k
             if self._eof:
-                return b""
+                return b"" if buf is None else 0
             if self._read_error is not None:
                 raise self._read_error
             if self._plain_dontwait:
@@ -164,20 +191,20 @@ class BlockingSocketTransport(Transport):
                     # Returns within IDLE_TICK, never after ``timeout``: the caller re-checks
                     # its deadline (an early None is allowed: "nothing yet").
                     try:
-                        return sock.recv(READ_SIZE)
+                        return sock.recv(READ_SIZE) if buf is None else sock.recv_into(buf)
                     except BlockingIOError:  # IDLE_TICK passed (SO_RCVTIMEO)
                         return None
                 if timeout > 0 and not self._rpoll.poll(_ms(timeout)):
                     return None
                 try:
-                    return sock.recv(READ_SIZE, _DONTWAIT)
+                    return sock.recv(READ_SIZE, _DONTWAIT) if buf is None else sock.recv_into(buf, 0, _DONTWAIT)
                 except BlockingIOError:
                     return None
-            return self._read_tls(timeout)
+            return self._read_tls(timeout, buf)
         finally:
             rlock.release()
 
-    def _read_tls(self, timeout: Optional[float]) -> Optional[bytes]:
+    def _read_tls(self, timeout: Optional[float], buf: Optional[memoryview]) -> Union[bytes, int, None]:
         sock = self.sock
         io = self._io
         assert io is not None
@@ -185,7 +212,7 @@ class BlockingSocketTransport(Transport):
         while True:
             with io:
                 try:
-                    return sock.recv(READ_SIZE)
+                    return sock.recv(READ_SIZE) if buf is None else sock.recv_into(buf)
                 except ssl.SSLWantReadError:
                     mask = _POLLIN
                 except ssl.SSLWantWriteError:
@@ -367,9 +394,22 @@ def blocking_step(ws: WebSocket, sock: socket.socket, max_wait: Optional[float] 
             timeout = 0.0
         if max_wait is not None and max_wait < timeout:
             timeout = max_wait
+    # Inside the payload of a large frame, read straight into the message object (asked
+    # only after a large read: ZERO_COPY_AFTER).
+    region = ws.payload_buffer() if transport.large_read else None
+    data: Optional[bytes] = None
+    n: Optional[int] = None
     try:
-        data = transport.read(timeout)
+        if region is None:
+            data = transport.read(timeout)
+        else:
+            n = transport.read_into(region, timeout)
     except OSError as exc:
+        if region is not None:
+            try:
+                ws.buffer_updated(0)  # nothing came: the engine gets its buffer back
+            except ConnectionClosed:  # pragma: no cover  (nothing to write: a reply is rare)
+                pass
         if ws.closed:
             return False
         if transport.closed:
@@ -385,8 +425,16 @@ def blocking_step(ws: WebSocket, sock: socket.socket, max_wait: Optional[float] 
                 err = network_error(exc, where)  # during TLS or the opening handshake
             ws.transport_error(err)
         return not ws.closed
+    if region is not None:
+        transport.large_read = (n or 0) >= ZERO_COPY_AFTER
+    elif data is not None:
+        transport.large_read = len(data) >= ZERO_COPY_AFTER
     try:
-        if data:
+        if region is not None:
+            ws.buffer_updated(n or 0)
+            if n == 0:
+                ws.feed_eof()
+        elif data:
             ws.feed(data)
         elif data is not None:
             ws.feed_eof()

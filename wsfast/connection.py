@@ -518,8 +518,20 @@ class Connection:
             return view
         return self._parser.get_buffer(sizehint)
 
+    def get_payload_buffer(self) -> Optional[memoryview]:
+        """``get_buffer()``'s zero-copy case only: the rest of the current frame's place in
+        the message object when the next bytes are the payload of a large uncompressed
+        frame, else None. For an adapter that reads into a buffer of its own (shared by its
+        connections, so an idle one holds none) and ``receive_data``s it, except where this
+        returns a buffer: then it reads into that and calls ``buffer_updated``."""
+        if self._rview is not None or self._handshaking or self._eof or self._eof_deferred:
+            return None
+        view: Optional[memoryview] = self._parser.get_region()
+        return view
+
     def buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` bytes were written at the start of the buffer from ``get_buffer()``:
+        """``nbytes`` bytes were written at the start of the buffer from ``get_buffer()``
+        (or ``get_payload_buffer()``):
         take them as ``receive_data`` would. Never raises on peer faults.
 
         Raises:

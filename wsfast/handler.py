@@ -286,6 +286,8 @@ class WebSocket:
 
         self._on_text = handler.on_text
         self._on_binary = handler.on_binary
+        if cross_thread != "lock":  # one Python call less per read for the adapters
+            self.payload_buffer = conn.get_payload_buffer  # type: ignore[method-assign]
         self._owner = _get_ident()
         self._lock: Optional[threading.RLock] = threading.RLock() if cross_thread == "lock" else None
         self._commands: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()
@@ -372,10 +374,40 @@ class WebSocket:
         else:
             self._feed(data)
 
+    def payload_buffer(self) -> Optional[memoryview]:
+        """The zero-copy receive buffer when the next bytes are the payload of a large
+        uncompressed frame (``Connection.get_payload_buffer``), else None: read into it,
+        then call ``buffer_updated(n)`` (also when the read brought nothing or failed: 0);
+        otherwise read as usual and ``feed``."""
+        lock = self._lock
+        if lock is not None:
+            with lock:
+                return self.conn.get_payload_buffer()
+        return self.conn.get_payload_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` bytes were read into the buffer from ``payload_buffer()`` (0: none;
+        call it before ``feed_eof`` then)."""
+        lock = self._lock
+        if lock is not None:
+            with lock:
+                self._buffer_updated(nbytes)
+        else:
+            self._buffer_updated(nbytes)
+
+    def _buffer_updated(self, nbytes: int) -> None:
+        if nbytes:
+            self._rx += 1  # (the keepalive counts reads that brought something)
+        self.conn.buffer_updated(nbytes)
+        self._after_input()
+
     def _feed(self, data: Any) -> None:
-        conn = self.conn
         self._rx += 1
-        conn.receive_data(data)
+        self.conn.receive_data(data)
+        self._after_input()
+
+    def _after_input(self) -> None:
+        conn = self.conn
         if conn._events and not self._paused:
             self._dispatch()
         out = conn.data_to_send()

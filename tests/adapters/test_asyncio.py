@@ -583,6 +583,44 @@ def test_close_with_a_full_receive_queue_completes_the_handshake(loop_kind: str)
     run(main(), loop_kind)
 
 
+def test_large_frames_through_the_zero_copy_buffer_and_eof_inside_one(loop_kind: str) -> None:
+    """Inside a large payload the loop reads into the engine's buffer (the message object):
+    the messages are exact whatever the read sizes, and an EOF in the middle of one (asyncio
+    then never calls buffer_updated) ends the connection with 1006, nothing delivered."""
+    from .test_loop_helpers import client_frame, raw_handshake
+
+    got: List[Any] = []
+
+    async def app(ws: Connection) -> None:
+        try:
+            async for message in ws:
+                got.append(len(message))
+        finally:
+            got.append((ws.close_code, ws.ws.clean))
+
+    big = payload(3 * MiB + 5, False)
+
+    async def main() -> None:
+        async with await serve(app, compression=None, max_size=BIG) as server:
+            loop = asyncio.get_running_loop()
+
+            def raw() -> None:
+                s, _rest = raw_handshake(server.port)
+                with s:
+                    wire = client_frame(0x2, big) + client_frame(0x2, b"after")
+                    wire += client_frame(0x2, big)[: 1 * MiB]  # cut inside the second
+                    for i in range(0, len(wire), 100_003):
+                        s.sendall(wire[i : i + 100_003])
+
+            await loop.run_in_executor(None, raw)
+            while len(got) < 3:
+                await asyncio.sleep(0.01)
+            assert got == [len(big), 5, (1006, False)]
+            assert not server.protocols
+
+    run(main(), loop_kind)
+
+
 def test_connect_refused_and_socket_options(loop_kind: str) -> None:
     async def main() -> None:
         probe = socket.socket()

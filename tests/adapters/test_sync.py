@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional
 
 import pytest
 
+from wsfast._sockio import BlockingSocketTransport
 from wsfast.connection import ServerConnection as EngineServer
 from wsfast.exceptions import (
     ConnectionClosed,
@@ -474,19 +475,63 @@ def test_write_timeout() -> None:
             assert "write timed out" in str(info.value)
 
 
-def test_writer_reads_ahead_instead_of_deadlocking() -> None:
+@pytest.mark.parametrize("unit,count", [(4 * KiB, 384), (100 * KiB, 16)])
+def test_writer_reads_ahead_instead_of_deadlocking(unit: int, count: int) -> None:
     """The client writes 3 MiB before reading while the server echoes: with 32 KiB kernel
-    buffers both sides would block in send; a blocked writer reads ahead instead."""
+    buffers both sides would block in send; a blocked writer reads ahead instead. With
+    200 KiB messages the reader takes their payloads into the message object (the engine's
+    zero-copy buffer), part of them from what the blocked writer read ahead."""
     small = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * KiB), (socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * KiB)]
     with Running(echo, compression=None) as srv:
         for lst in srv.server.sockets:  # accepted sockets inherit the buffer sizes
             for level, opt, value in small:
                 lst.setsockopt(level, opt, value)
         with connect(srv.url, compression=None, socket_options=small, ping_interval=None, write_timeout=10) as ws:
-            for i in range(384):
-                ws.send(i.to_bytes(2, "big") * 4 * KiB)
-            for i in range(384):
-                assert ws.recv(20) == i.to_bytes(2, "big") * 4 * KiB
+            for i in range(count):
+                ws.send(i.to_bytes(2, "big") * unit)
+            for i in range(count):
+                assert ws.recv(20) == i.to_bytes(2, "big") * unit
+
+
+def test_read_into_takes_the_backlog_first_and_keeps_the_rest() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        t = BlockingSocketTransport(a)
+        t._backlog.extend([b"0123", b"456789"])
+        t._backlog_size = 10
+        buf = memoryview(bytearray(6))
+        assert t.read_into(buf, 0) == 6 and bytes(buf) == b"012345"
+        assert t._backlog_size == 4
+        assert t.read_into(buf, 0) == 4 and bytes(buf[:4]) == b"6789"
+        assert t.read_into(buf, 0) is None  # nothing in the socket
+        b.sendall(b"xyz")
+        assert t.read_into(buf, 5) == 3 and bytes(buf[:3]) == b"xyz"
+        b.close()
+        assert t.read_into(buf, 5) == 0  # end of file
+        t.close()
+
+
+def test_eof_inside_a_large_frame_is_1006() -> None:
+    """The peer closes TCP in the middle of a 2 MiB payload the server reads in place."""
+    from .test_loop_helpers import client_frame, raw_handshake
+
+    seen: List[Any] = []
+
+    def app(ws: ServerConnection) -> None:
+        try:
+            for message in ws:
+                seen.append(len(message))
+        except ConnectionClosedError as exc:
+            seen.append(exc.code)
+
+    with Running(app, compression=None, max_size=None) as srv:
+        s, _ = raw_handshake(srv.server.port)
+        with s:
+            s.sendall(client_frame(0x2, b"q" * (2 * MiB)) + client_frame(0x2, b"r" * (2 * MiB))[: MiB])
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen == [2 * MiB, 1006]
 
 
 # ------------------------------------------------------------------------------ threads

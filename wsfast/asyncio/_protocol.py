@@ -6,7 +6,10 @@ costs no doubling buffer, picows#117), and the ``WebSocket`` driver parses every
 frame of that read in one pass and calls the handler synchronously. The buffer is shared by
 every connection of the thread (asyncio and uvloop call ``get_buffer``, read, then
 ``buffer_updated`` in one go, and ``buffer_updated`` copies what it got before returning),
-so an idle connection costs no read buffer at all. What the engine wants
+so an idle connection costs no read buffer at all. Inside the payload of a large
+uncompressed frame, ``get_buffer`` returns the engine's zero-copy buffer instead (the rest
+of the frame's place in the message object), so those bytes go from the socket to the
+message with no copy but the unmask in place. What the engine wants
 written goes to ``transport.writelines`` at once. ``AsyncioTransport`` is the driver's
 ``Transport`` on an asyncio transport: one ``call_at``-style timer per connection, re-armed
 from ``ws.next_deadline()``; cross-thread sends wake the loop with ``call_soon_threadsafe``.
@@ -21,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, cast
 
 from .._net import network_error
-from .._sockio import READ_SIZE
+from .._sockio import READ_SIZE, ZERO_COPY_AFTER
 from ..exceptions import NetworkError
 from ..handler import Transport, WebSocket
 
@@ -140,6 +143,8 @@ class WSProtocol(asyncio.BufferedProtocol):
         self.on_lost = on_lost
         self.on_made = on_made
         self._view = _shared_buffer(read_size)
+        self._region: Optional[memoryview] = None
+        self._large_read = False  # the last read was large
         self.transport: Optional[asyncio.Transport] = None
         self.reading_paused = False
         self.writing_paused = False
@@ -160,15 +165,41 @@ class WSProtocol(asyncio.BufferedProtocol):
         ws.start()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
+        # Inside the payload of a large frame the loop reads straight into the message
+        # object (the engine's zero-copy buffer); elsewhere into the shared buffer.
+        # Asked only after a large read (ZERO_COPY_AFTER): small messages never pay for it.
+        region = self._region
+        if region is None:
+            if not self._large_read:
+                return self._view
+            region = self._region = self.ws.payload_buffer()
+            if region is None:
+                return self._view
+        return region
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.ws.feed(self._view[:nbytes].tobytes())
+        region = self._region
+        if region is not None:
+            self._large_read = nbytes >= ZERO_COPY_AFTER
+            self._region = None
+            self.ws.buffer_updated(nbytes)
+        else:
+            view = self._view
+            self._large_read = nbytes >= ZERO_COPY_AFTER
+            self.ws.feed(view[:nbytes].tobytes())
+
+    def _drop_region(self) -> None:
+        # The read that took the buffer found EOF or an error (asyncio then never calls
+        # buffer_updated): hand the engine its buffer back, with nothing in it.
+        if self._region is not None:
+            self._region = None
+            self.ws.buffer_updated(0)
 
     def data_received(self, data: bytes) -> None:
         self.ws.feed(data)
 
     def eof_received(self) -> Optional[bool]:
+        self._drop_region()
         self.ws.feed_eof()
         return None
 
@@ -177,6 +208,7 @@ class WSProtocol(asyncio.BufferedProtocol):
         self.tio.cancel_timer()
         ws = self.ws
         if not ws.closed:
+            self._drop_region()
             if exc is not None:
                 err = network_error(exc, str(ws.remote_address))
                 if not isinstance(err, NetworkError):
