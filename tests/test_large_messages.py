@@ -485,3 +485,13 @@ def test_no_payload_buffer_for_a_compressed_message():
     assert server.get_payload_buffer() is None
     server.receive_data(wire[14:])
     assert list(server.events()) == [BinaryMessage(payload(200_000))]
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_frame_beyond_the_preallocation_bound_fed_as_bytes(side):
+    """A frame longer than what the header preallocates (1 MiB on the pure build) grows its
+    message object as receive_data brings the rest."""
+    data = payload((1 << 20) + 300_000, 7)
+    wire = frame(2, data, mask=mask_for(side))
+    conn = connection(side, max_message_size=None)
+    assert events_by_feed(conn, [wire[i : i + 65536] for i in range(0, len(wire), 65536)]) == [BinaryMessage(data)]
