@@ -178,15 +178,12 @@ class WSProtocol(asyncio.BufferedProtocol):
         return region
 
     def buffer_updated(self, nbytes: int) -> None:
-        region = self._region
-        if region is not None:
-            self._large_read = nbytes >= ZERO_COPY_AFTER
+        self._large_read = nbytes >= ZERO_COPY_AFTER
+        if self._region is not None:
             self._region = None
             self.ws.buffer_updated(nbytes)
         else:
-            view = self._view
-            self._large_read = nbytes >= ZERO_COPY_AFTER
-            self.ws.feed(view[:nbytes].tobytes())
+            self.ws.feed(self._view[:nbytes].tobytes())
 
     def _drop_region(self) -> None:
         # The read that took the buffer found EOF or an error (asyncio then never calls
