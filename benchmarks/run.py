@@ -137,7 +137,7 @@ def report(env: dict, settings: Settings, reg: Registry, results: dict, groups, 
              else "wall time (time.perf_counter)")
     mode = ("quick (smoke test: numbers are meaningless)" if settings.quick
             else f"full: {settings.repeats} repeats of ~{settings.target:.2f} s per implementation, interleaved")
-    mode += f"; clock: {clock}; GC off while timing"
+    mode += f"; clock: {clock}; GC off while timing; malloc: {malloc_mode()}"
     lines += [
         f"## wsfast benchmarks — {env['started']}",
         "",
@@ -341,6 +341,14 @@ def wsfast_errors(results: dict) -> list:
     return errs
 
 
+PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def malloc_mode() -> str:
+    pinned = all(os.environ.get(k) == v for k, v in PINNED_MALLOC.items())
+    return "pinned (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB)" if pinned else "glibc default"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny runs: proves the harness works (CI), numbers meaningless")
@@ -353,10 +361,20 @@ def main(argv=None) -> int:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="cpu: process CPU time (default; robust when other jobs share the machine); "
                          "wall: time.perf_counter")
+    ap.add_argument("--malloc", choices=("default", "pinned"), default="default",
+                    help="default: glibc malloc as users get it (large allocations may come from fresh "
+                         "pages: page faults, counted); pinned: re-run with MALLOC_MMAP_THRESHOLD_/"
+                         "MALLOC_TRIM_THRESHOLD_ fixed, so 1 MiB messages reuse the heap and the "
+                         "large-message cases measure the copies, not the kernel's page zeroing")
     ap.add_argument("--_worker", metavar="OUT", help=argparse.SUPPRESS)
     ap.add_argument("--_budget", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.malloc == "pinned" and os.environ.get("MALLOC_TRIM_THRESHOLD_") != PINNED_MALLOC["MALLOC_TRIM_THRESHOLD_"]:
+        # glibc reads these once, at start-up: re-run this process with them (the twin
+        # process inherits them).
+        os.environ.update(PINNED_MALLOC)
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:])])
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
     for g in groups:
         if g not in GROUPS:

@@ -14,7 +14,7 @@ import ssl
 from collections import deque
 from typing import Deque, List, Optional
 
-from ._net import network_error
+from ._net import GATHER_MAX_CHUNKS, GATHER_MIN, can_gather, network_error, unsent
 from ._sockio import READ_SIZE, ZERO_COPY_AFTER
 from .handler import Transport, WebSocket
 
@@ -62,6 +62,7 @@ class NonBlockingSocketTransport(Transport):
         self._buf: Deque[memoryview] = deque()
         self._closing = False
         self._tls = isinstance(sock, ssl.SSLSocket)
+        self._gather = can_gather(sock)
 
     # --------------------------------------------------------------- adapter hooks
 
@@ -92,6 +93,27 @@ class NonBlockingSocketTransport(Transport):
             for c in chunks:
                 self._buf.append(memoryview(c))
                 self.buffered += len(c)
+        elif (
+            self._gather
+            and 1 < len(chunks) <= GATHER_MAX_CHUNKS
+            and sum(map(len, chunks)) >= GATHER_MIN
+        ):
+            # Header and large payload in one syscall, the payload not copied.
+            try:
+                n = self.sock.sendmsg(chunks)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._broken(exc)
+                return
+            self.bytes_sent += n
+            rest_views = unsent(chunks, n)
+            if not rest_views:
+                return
+            for v in rest_views:
+                self._buf.append(v)
+                self.buffered += len(v)
+            self.want_write(True)
         else:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             try:

@@ -46,6 +46,10 @@ __all__ = [
     "closed_error",
     "handshake_error",
     "peer_name",
+    "GATHER_MIN",
+    "GATHER_MAX_CHUNKS",
+    "can_gather",
+    "unsent",
 ]
 
 log = logging.getLogger("wsfast.net")
@@ -258,6 +262,34 @@ def listen_unix(path: str, *, backlog: int = 1024) -> socket.socket:
         s.close()
         raise
     return s
+
+
+#: Chunks of a write totalling at least this many bytes go out in one ``sendmsg`` (a gathered
+#: write: header and payload in one syscall and one segment, the payload not copied); below
+#: it, joining them costs less than the gather.
+GATHER_MIN = 64 * 1024
+#: At most this many chunks per gathered write (far below every system's IOV_MAX).
+GATHER_MAX_CHUNKS = 64
+
+
+def can_gather(sock: socket.socket) -> bool:
+    """Whether ``sock.sendmsg`` is a gathered write here (a plain socket on a platform that
+    has it; ``ssl.SSLSocket`` refuses it, and TLS copies into its records anyway)."""
+    return hasattr(sock, "sendmsg") and not isinstance(sock, _ssl.SSLSocket)
+
+
+def unsent(chunks: Sequence[Any], n: int) -> List[memoryview]:
+    """What is left of ``chunks`` once the first ``n`` bytes of them are sent (views, no
+    copies)."""
+    rest: List[memoryview] = []
+    for c in chunks:
+        size = len(c)
+        if n >= size:
+            n -= size
+            continue
+        rest.append(memoryview(c)[n:] if n else memoryview(c))
+        n = 0
+    return rest
 
 
 def peer_name(sock: socket.socket) -> Any:

@@ -36,7 +36,7 @@ import time
 from collections import deque
 from typing import Deque, List, Optional, Tuple, Union
 
-from ._net import connect_socket, network_error, peer_name
+from ._net import GATHER_MAX_CHUNKS, GATHER_MIN, can_gather, connect_socket, network_error, peer_name, unsent
 from ._options import ClientOptions, new_client
 from ._uri import WebSocketURI
 from .exceptions import ConnectionClosed, ConnectionClosedError, NetworkError
@@ -69,8 +69,6 @@ BACKLOG_LIMIT = 4 * 1024 * 1024
 #: Seconds a write may wait without the peer taking a byte before the connection is dropped.
 #: A peer that stops reading must not hang a sender forever.
 DEFAULT_WRITE_TIMEOUT = 30.0
-#: Below this many bytes, chunks are joined into one send (one syscall, one TCP segment).
-_JOIN_LIMIT = 64 * 1024
 #: A writer that cannot take the read lock re-checks this often.
 _WRITER_TICK = 0.05
 #: A read with no timer armed still returns this often, so that a timer another thread arms
@@ -128,6 +126,8 @@ class BlockingSocketTransport(Transport):
         self._wpoll.register(self._fd, _POLLOUT)
         self._wmask = _POLLOUT
         self._plain_dontwait = not self.tls and bool(_DONTWAIT)
+        #: Large multi-chunk writes go out in one ``sendmsg`` (plain sockets).
+        self._gather = self._plain_dontwait and can_gather(sock)
         # A blocking recv() returns within IDLE_TICK (SO_RCVTIMEO), so a read whose timeout is
         # at least that long needs no poll() first: one syscall per read with keepalive on.
         self._tick_read = self._plain_dontwait
@@ -256,8 +256,10 @@ class BlockingSocketTransport(Transport):
         try:
             if len(chunks) == 1:
                 self._send(chunks[0])
-            elif sum(map(len, chunks)) <= _JOIN_LIMIT:
+            elif sum(map(len, chunks)) < GATHER_MIN:
                 self._send(b"".join(chunks))
+            elif self._gather and len(chunks) <= GATHER_MAX_CHUNKS:
+                self._send_gathered(chunks)
             else:
                 for c in chunks:  # big payloads go as they are: no joined copy
                     self._send(c)
@@ -265,6 +267,16 @@ class BlockingSocketTransport(Transport):
             self.closed = True
             self._shutdown()
             raise ConnectionClosedError(1006, f"write failed: {exc}") from exc
+
+    def _send_gathered(self, chunks: List[bytes]) -> None:
+        """Header and payload in one ``sendmsg`` (no copy, one segment); whatever the kernel
+        did not take goes out as ``_send`` sends it."""
+        try:
+            n = self.sock.sendmsg(chunks, (), _DONTWAIT)
+        except BlockingIOError:
+            n = 0
+        for view in unsent(chunks, n):
+            self._send(view)
 
     def _send(self, data: Union[bytes, memoryview]) -> None:
         sock = self.sock

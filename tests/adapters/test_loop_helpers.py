@@ -231,3 +231,124 @@ def raise_nofile(n: int) -> None:
 def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
+
+
+# ------------------------------------------------------------------ gathered writes
+
+
+class RecordingSocket(socket.socket):
+    """A real socket that records the payload sizes of every send and sendmsg call."""
+
+    calls: List[Tuple[str, List[int]]]
+
+    def send(self, data: Any, *flags: int) -> int:  # type: ignore[override]
+        self.calls.append(("send", [len(data)]))
+        return super().send(data, *flags)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:  # type: ignore[override]
+        buffers = list(buffers)
+        self.calls.append(("sendmsg", [len(b) for b in buffers]))
+        return super().sendmsg(buffers, *args)
+
+
+def recording_pair() -> Tuple[RecordingSocket, socket.socket]:
+    a, b = socket.socketpair()
+    rec = RecordingSocket(a.family, a.type, a.proto, fileno=a.detach())
+    rec.calls = []
+    return rec, b
+
+
+def read_exactly(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    out = bytearray()
+    while len(out) < n:
+        got = sock.recv(min(1 << 20, n - len(out)))
+        assert got, "peer closed early"
+        out += got
+    return bytes(out)
+
+
+def test_unsent_views_what_is_left() -> None:
+    from wsfast._net import unsent
+
+    chunks = [b"ab", b"cdef", b"g"]
+    assert [bytes(v) for v in unsent(chunks, 0)] == [b"ab", b"cdef", b"g"]
+    assert [bytes(v) for v in unsent(chunks, 1)] == [b"b", b"cdef", b"g"]
+    assert [bytes(v) for v in unsent(chunks, 2)] == [b"cdef", b"g"]
+    assert [bytes(v) for v in unsent(chunks, 5)] == [b"f", b"g"]
+    assert unsent(chunks, 7) == []
+    assert all(isinstance(v, memoryview) for v in unsent(chunks, 3))
+
+
+def test_blocking_transport_gathers_header_and_large_payload() -> None:
+    """One sendmsg with the header and the payload object itself (no joined copy); small
+    writes are joined into one send; the peer gets the exact bytes in order."""
+    from wsfast._sockio import BlockingSocketTransport
+
+    rec, peer = recording_pair()
+    with rec, peer:
+        t = BlockingSocketTransport(rec)
+        head, payload = b"\x82\x7f" + (100_000).to_bytes(8, "big"), os.urandom(100_000)
+        t.write([head, payload])
+        t.write([b"\x81\x02", b"hi"])
+        assert rec.calls == [("sendmsg", [10, 100_000]), ("send", [4])]
+        assert read_exactly(peer, 100_014) == head + payload + b"\x81\x02hi"
+        t.close()
+
+
+def test_blocking_transport_finishes_a_partial_gathered_write() -> None:
+    """A gathered write the kernel takes only part of: the rest follows once the peer reads,
+    byte for byte."""
+    from wsfast._sockio import BlockingSocketTransport
+
+    rec, peer = recording_pair()
+    with rec, peer:
+        rec.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        t = BlockingSocketTransport(rec, write_timeout=10)
+        head, payload = b"\x82\x7f" + (4 << 20).to_bytes(8, "big"), os.urandom(4 << 20)
+        got: List[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(read_exactly(peer, len(head) + len(payload))))
+        reader.start()
+        t.write([head, payload])
+        reader.join(10)
+        assert not reader.is_alive()
+        assert rec.calls[0] == ("sendmsg", [10, 4 << 20])
+        assert len(rec.calls) > 1  # the kernel could not take 4 MiB at once
+        assert got == [head + payload]
+        t.close()
+
+
+
+
+def test_nonblocking_transport_gathers_and_buffers_the_rest_without_copies() -> None:
+    from wsfast._nbio import NonBlockingSocketTransport
+
+    class T(NonBlockingSocketTransport):
+        writing = False
+
+        def want_write(self, flag: bool) -> None:
+            self.writing = flag
+
+    rec, peer = recording_pair()
+    with rec, peer:
+        rec.setblocking(False)
+        rec.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        t = T(rec, high_water=1 << 30, low_water=0)
+        head, payload = b"\x82\x7f" + (2 << 20).to_bytes(8, "big"), os.urandom(2 << 20)
+        t.write([head, payload])
+        assert rec.calls == [("sendmsg", [10, 2 << 20])]
+        assert t.writing and 0 < t.buffered < len(payload)
+        assert t.bytes_sent + t.buffered == len(head) + len(payload)
+        # What is buffered is views of the caller's objects, not a copy.
+        assert all(v.obj is payload for v in t._buf)
+        got: List[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(read_exactly(peer, len(head) + len(payload))))
+        reader.start()
+        deadline = time.monotonic() + 10
+        while t.buffered and time.monotonic() < deadline:
+            t.flush()
+            time.sleep(0.001)
+        reader.join(10)
+        assert t.buffered == 0 and not t.writing
+        assert got == [head + payload]
