@@ -484,7 +484,7 @@ def _zero_copy_impls(stream: Stream) -> dict:
     offsets = []
     at = 0
     for size in sizes:
-        at += {True: 14, False: 10}[server]  # 64-bit length header (+ mask on the server side)
+        at += 14 if server else 10  # 64-bit length header (+ the mask into a server)
         offsets.append((at, at + size))
         at += size
     _check(at == total, "zero-copy stream layout")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -111,7 +112,7 @@ class Meter:
 
 def serve_one(name: str, size: int, count: int) -> Dict[str, float]:
     meter = Meter(count)
-    start_sender = lambda port: _start_sender(port, size, count, name != "recv_into")  # noqa: E731
+    start_sender = functools.partial(_start_sender, size=size, count=count, websocket=name != "recv_into")
 
     if name == "recv_into":
         lst = socket.create_server(("127.0.0.1", 0))

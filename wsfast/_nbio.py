@@ -93,42 +93,29 @@ class NonBlockingSocketTransport(Transport):
             for c in chunks:
                 self._buf.append(memoryview(c))
                 self.buffered += len(c)
-        elif (
-            self._gather
-            and 1 < len(chunks) <= GATHER_MAX_CHUNKS
-            and sum(map(len, chunks)) >= GATHER_MIN
-        ):
-            # Header and large payload in one syscall, the payload not copied.
-            try:
-                n = self.sock.sendmsg(chunks)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:
-                self._broken(exc)
-                return
-            self.bytes_sent += n
-            rest_views = unsent(chunks, n)
-            if not rest_views:
-                return
-            for v in rest_views:
-                self._buf.append(v)
-                self.buffered += len(v)
-            self.want_write(True)
         else:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if len(chunks) == 1:
+                out = chunks
+            elif self._gather and len(chunks) <= GATHER_MAX_CHUNKS and sum(map(len, chunks)) >= GATHER_MIN:
+                out = chunks  # header and large payload in one sendmsg, the payload not copied
+            else:
+                out = [b"".join(chunks)]
             try:
-                n = self.sock.send(data)
+                n = self.sock.send(out[0]) if len(out) == 1 else self.sock.sendmsg(out)
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 n = 0
             except OSError as exc:
                 self._broken(exc)
                 return
             self.bytes_sent += n
-            if n == len(data):
+            if len(out) == 1 and n == len(out[0]):
                 return
-            rest = memoryview(data)[n:]
-            self._buf.append(rest)
-            self.buffered += len(rest)
+            rest = unsent(out, n)
+            if not rest:
+                return
+            for v in rest:
+                self._buf.append(v)
+                self.buffered += len(v)
             self.want_write(True)
         if not self.paused and self.buffered > self.high_water:
             self.paused = True

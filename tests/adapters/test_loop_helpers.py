@@ -319,8 +319,6 @@ def test_blocking_transport_finishes_a_partial_gathered_write() -> None:
         t.close()
 
 
-
-
 def test_nonblocking_transport_gathers_and_buffers_the_rest_without_copies() -> None:
     from wsfast._nbio import NonBlockingSocketTransport
 
