@@ -15,7 +15,7 @@ from collections import deque
 from typing import Deque, List, Optional
 
 from ._net import GATHER_MAX_CHUNKS, GATHER_MIN, can_gather, network_error, unsent
-from ._sockio import READ_SIZE, ZERO_COPY_AFTER
+from ._sockio import READ_SIZE, RECV_SIZE, ZERO_COPY_AFTER
 from .handler import Transport, WebSocket
 
 __all__ = ["NonBlockingSocketTransport", "nonblocking_read", "tls_handshake_step"]
@@ -201,9 +201,9 @@ def nonblocking_read(ws: WebSocket, sock: socket.socket, budget: int = 4 * READ_
         data = b""
         try:
             if region is None:
-                data = sock.recv(READ_SIZE)
+                data = sock.recv(RECV_SIZE)
                 n = len(data)
-                asked = READ_SIZE
+                asked = RECV_SIZE
             else:
                 n = sock.recv_into(region)
                 asked = len(region)

@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 from .._nbio import tls_handshake_step
 from .._net import network_error, resolve, tune_socket
 from .._options import ClientOptions, new_client
-from .._sockio import READ_SIZE
+from .._sockio import RECV_SIZE
 from .._uri import WebSocketURI, parse_uri
 from ..exceptions import (
     InvalidHandshake,
@@ -301,7 +301,7 @@ def poll_read(ws: WebSocket, sock: socket.socket) -> int:
     The spin loop needs to know whether anything arrived (it sleeps only when nothing did),
     which ``_nbio.nonblocking_read`` does not say; errors are mapped the same way."""
     try:
-        data = sock.recv(READ_SIZE)
+        data = sock.recv(RECV_SIZE)
     except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
         return 0
     except OSError as exc:
