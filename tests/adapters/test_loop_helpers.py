@@ -237,7 +237,8 @@ def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
 
 
 class RecordingSocket(socket.socket):
-    """A real socket that records the payload sizes of every send and sendmsg call."""
+    """A real socket that records the payload sizes of every send and sendmsg call, and the
+    size asked of every recv."""
 
     calls: List[Tuple[str, List[int]]]
 
@@ -249,6 +250,10 @@ class RecordingSocket(socket.socket):
         buffers = list(buffers)
         self.calls.append(("sendmsg", [len(b) for b in buffers]))
         return super().sendmsg(buffers, *args)
+
+    def recv(self, bufsize: int, *flags: int) -> bytes:
+        self.calls.append(("recv", [bufsize]))
+        return super().recv(bufsize, *flags)
 
 
 def recording_pair() -> Tuple[RecordingSocket, socket.socket]:
@@ -293,6 +298,21 @@ def test_blocking_transport_gathers_header_and_large_payload() -> None:
         t.write([b"\x81\x02", b"hi"])
         assert rec.calls == [("sendmsg", [10, 100_000]), ("send", [4])]
         assert read_exactly(peer, 100_014) == head + payload + b"\x81\x02hi"
+        t.close()
+
+
+def test_allocating_reads_stay_below_the_mmap_threshold() -> None:
+    """A read that allocates its bytes object asks for RECV_SIZE, below glibc's 128 KiB mmap
+    threshold: a 256 KiB ask cost mmap + mremap + munmap and a page fault on every read."""
+    from wsfast._sockio import RECV_SIZE, BlockingSocketTransport
+
+    assert RECV_SIZE <= 64 * 1024
+    rec, peer = recording_pair()
+    with rec, peer:
+        t = BlockingSocketTransport(rec)
+        peer.sendall(b"abc")
+        assert t.read(5) == b"abc"
+        assert rec.calls == [("recv", [RECV_SIZE])]
         t.close()
 
 
