@@ -58,8 +58,9 @@ __all__ = [
 log = logging.getLogger("wsfast.io")
 _monotonic = time.monotonic
 
-#: Bytes asked of one recv: big enough that a 1 MiB message takes few calls, small enough
-#: that one read never holds more than this (picows#117: a doubling buffer costs multi-MB).
+#: The asyncio adapter's read buffer and the bytes read per readiness before other
+#: connections run: big enough that a 1 MiB message takes few calls, small enough that one
+#: read never holds more than this (picows#117: a doubling buffer costs multi-MB).
 READ_SIZE = 256 * 1024
 #: Bytes asked of one allocating ``sock.recv`` (the reads that do not go into a buffer): below
 #: glibc's mmap threshold (128 KiB). Above it, each recv maps fresh pages for its bytes object,
