@@ -461,7 +461,7 @@ def blocking_step(ws: WebSocket, sock: socket.socket, max_wait: Optional[float] 
         ws.transport_error(exc)
     if deadline is not None and not ws.closed and _monotonic() >= deadline:
         ws.check_timers()
-    if ws.pending_commands:  # cross_thread="queue": run at the next step (input or IDLE_TICK)
+    if ws._commands:  # pending_commands; cross_thread="queue": run at the next step (input or IDLE_TICK)
         try:
             ws.drain_commands()
         except ConnectionClosed as exc:

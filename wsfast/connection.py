@@ -363,9 +363,17 @@ class Connection:
 
     def send_binary(self, data: BytesLike, fin: bool = True, *, compress: Optional[bool] = None) -> None:
         """Send a binary message (or one fragment of it, with ``fin=False`` on all but the last)."""
-        self._check_open()
+        if self.state is not OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
         if type(data) is not bytes:
             data = bytes(data)  # own the bytes: the caller may mutate its buffer later
+        if fin and self._send_opcode == 0 and self._ext is None:
+            # The common case in one call: a whole message, no extension.
+            if len(data) < _COPY_LIMIT or self._masked:
+                self._out.append(self._encoder.encode(0x82, data))
+                return
+            self._write_frame(0x82, data)
+            return
         self._send_data(_OP_BINARY, data, fin, compress)
 
     def send_prepared(self, frame: PreparedFrame, *, compress: Optional[bool] = None) -> bool:

@@ -349,7 +349,7 @@ class WebSocket:
     def close_pending(self) -> bool:
         """True when the peer's close or a protocol failure waits behind events not yet
         handed out (its close frame goes out when they are: answer them first)."""
-        return getattr(self.conn, "_pending", None) is not None
+        return self.conn._pending is not None
 
     def set_handler(self, handler: Handler) -> None:
         """Replace the handler before ``start()`` (a server that decides per connection only
@@ -370,9 +370,13 @@ class WebSocket:
         lock = self._lock
         if lock is not None:
             with lock:
-                self._feed(data)
+                self._rx += 1
+                self.conn.receive_data(data)
+                self._after_input()
         else:
-            self._feed(data)
+            self._rx += 1
+            self.conn.receive_data(data)
+            self._after_input()
 
     def payload_buffer(self) -> Optional[memoryview]:
         """The zero-copy receive buffer when the next bytes are the payload of a large
@@ -446,8 +450,10 @@ class WebSocket:
 
     def next_deadline(self) -> Optional[float]:
         """The earliest armed timer (monotonic seconds), or None."""
-        best: Optional[float] = None
-        for d in (self._open_deadline, self._ping_deadline, self._pong_deadline, self._close_deadline):
+        # (Called before every read of the blocking adapters: the usual case, only the
+        # keepalive armed, takes no loop.)
+        best = self._ping_deadline
+        for d in (self._open_deadline, self._pong_deadline, self._close_deadline):
             if d is not None and (best is None or d < best):
                 best = d
         timers = self._app_timers
@@ -805,7 +811,19 @@ class WebSocket:
 
     def send_text(self, text: str) -> None:
         """Send a text message."""
-        if self._lock is None and _get_ident() == self._owner:
+        lock = self._lock
+        if lock is not None:  # cross_thread="lock": _run's work without its calls
+            with lock:
+                conn = self.conn
+                conn.send_text(text)
+                self.messages_sent += 1
+                out = conn.data_to_send()
+                if out and not self._transport_closed:
+                    self.transport.write(out)
+                if conn.state is not OPEN:
+                    self._after_state_change()
+            return
+        if _get_ident() == self._owner:
             conn = self.conn
             conn.send_text(text)
             self.messages_sent += 1
@@ -819,7 +837,19 @@ class WebSocket:
 
     def send_binary(self, data: Any) -> None:
         """Send a binary message (bytes, bytearray or memoryview)."""
-        if self._lock is None and _get_ident() == self._owner:
+        lock = self._lock
+        if lock is not None:  # cross_thread="lock": _run's work without its calls
+            with lock:
+                conn = self.conn
+                conn.send_binary(data)
+                self.messages_sent += 1
+                out = conn.data_to_send()
+                if out and not self._transport_closed:
+                    self.transport.write(out)
+                if conn.state is not OPEN:
+                    self._after_state_change()
+            return
+        if _get_ident() == self._owner:
             conn = self.conn
             conn.send_binary(data)
             self.messages_sent += 1

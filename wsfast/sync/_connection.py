@@ -61,7 +61,7 @@ class _Collector(Handler):
 
             def on_message(ws: WebSocket, data: Any) -> None:
                 append(data)
-                if ws.close_pending:
+                if ws.conn._pending is not None:  # ws.close_pending, one call less per message
                     # A close or a protocol failure waits behind this message: hand it out
                     # only once recv() returned this one, so the application's answer to it
                     # goes out before our close frame (Autobahn 3.x/4.x/5.15 strict).
@@ -200,7 +200,7 @@ class Connection:
             while True:
                 if q:
                     return q.popleft()
-                if ws.dispatch_paused:
+                if ws._paused:  # dispatch_paused
                     ws.resume_dispatch()
                     continue
                 if ws.closed:
