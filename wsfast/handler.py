@@ -414,9 +414,12 @@ class WebSocket:
         conn = self.conn
         if conn._events and not self._paused:
             self._dispatch()
-        out = conn.data_to_send()
-        if out:
-            self.transport.write(out)
+        # data_to_send() has nothing to give and nothing to apply unless one of these holds
+        # (most reads answer nothing: no call then).
+        if conn._out or conn._pending is not None or conn._eof_deferred:
+            out = conn.data_to_send()
+            if out:
+                self.transport.write(out)
         if conn.state is not OPEN:
             self._after_state_change()
 
