@@ -262,16 +262,7 @@ class BlockingSocketTransport(Transport):
             return
         try:
             if len(chunks) == 1:
-                data = chunks[0]
-                if self._plain_dontwait:  # the usual case, without _send's call
-                    try:
-                        n = self.sock.send(data, _DONTWAIT)
-                    except BlockingIOError:
-                        n = 0
-                    if n != len(data):
-                        self._send_rest(data, n)
-                else:
-                    self._send(data)
+                self._send(chunks[0])
             elif sum(map(len, chunks)) < GATHER_MIN:
                 self._send(b"".join(chunks))
             elif self._gather and len(chunks) <= GATHER_MAX_CHUNKS:
@@ -303,12 +294,8 @@ class BlockingSocketTransport(Transport):
                 n = 0
         else:
             n = self._send_tls(data)
-        if n != len(data):
-            self._send_rest(data, n)
-
-    def _send_rest(self, data: Union[bytes, memoryview], n: int) -> None:
-        """The socket took ``n`` bytes of ``data``: wait for room for the rest."""
-        sock = self.sock
+        if n == len(data):
+            return
         view = memoryview(data)[n:]
         timeout = self.write_timeout
         deadline = None if timeout is None else _monotonic() + timeout

@@ -370,13 +370,9 @@ class WebSocket:
         lock = self._lock
         if lock is not None:
             with lock:
-                self._rx += 1
-                self.conn.receive_data(data)
-                self._after_input()
+                self._feed(data)
         else:
-            self._rx += 1
-            self.conn.receive_data(data)
-            self._after_input()
+            self._feed(data)
 
     def payload_buffer(self) -> Optional[memoryview]:
         """The zero-copy receive buffer when the next bytes are the payload of a large
