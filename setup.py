@@ -33,8 +33,13 @@ if platform.python_implementation() != "CPython" and MODE == "auto":
     MODE = "no"
 
 KERNELS = ["_mask", "_utf8", "_inflate", "_frame"]
-#: Pure-Python modules that are also compiled: compiled name -> source file.
+#: Pure-Python modules that are also compiled: compiled name -> source file (under wsfast/).
 PURE_COMPILED = {"_parser_c": "_parser.py", "_messages_c": "_messages.py"}
+#: Pure-Python modules compiled *in place*, as themselves (typed by the .pxd beside each; the
+#: extension shadows the source, wsfast/_env.py loads the source under WSFAST_NO_EXTENSIONS).
+#: Keep in sync with wsfast/_env.py's COMPILED_IN_PLACE (tests/test_compiled_pxd.py checks).
+IN_PLACE = ["connection", "handler", "_sockio", "sync._connection"]
+PURE_COMPILED.update({name: name.replace(".", "/") + ".py" for name in IN_PLACE})
 #: The deflate kernel compiled a second time, against zlib-ng (see zlibng_options()).
 ZLIBNG_ROOT = os.environ.get("ZLIBNG_ROOT")
 if ZLIBNG_ROOT:
@@ -103,22 +108,27 @@ def extensions():
         exts.append(Extension(f"wsfast.{name}", [os.path.join("wsfast", source)],
                               extra_compile_args=args, **opts))
     if ONLY:
-        exts = [e for e in exts if e.name.split(".")[-1] in ONLY]
+        exts = [e for e in exts if _short(e) in ONLY]
     return exts
+
+
+def _short(ext):
+    """An extension's name under the package: "_mask", "sync._connection"."""
+    return ext.name.split(".", 1)[1]
 
 
 def cythonize_all(exts):
     from Cython.Build import cythonize
 
     trace = os.environ.get("WSFAST_CYTHON_TRACE") == "1"
-    pyx = [e for e in exts if e.name.split(".")[-1] not in PURE_COMPILED]
+    pyx = [e for e in exts if _short(e) not in PURE_COMPILED]
     translated = cythonize(pyx, compiler_directives={"language_level": "3", "linetrace": trace},
                            annotate=os.environ.get("WSFAST_ANNOTATE") == "1", nthreads=os.cpu_count() or 0)
     # Keep the Extension objects build_ext has finalized; only their sources change.
     by_name = {e.name: e for e in translated}
     pure = {}
     for e in exts:
-        short = e.name.split(".")[-1]
+        short = _short(e)
         if short in PURE_COMPILED:
             pure[short] = (e, compile_pure(short, PURE_COMPILED[short], trace))
         else:
@@ -168,10 +178,14 @@ def compile_pure(name, source, trace):
     """
     import subprocess
 
-    out = os.path.join("wsfast", name + ".c")
+    out = os.path.join("wsfast", *name.split(".")) + ".c"
     cmd = [sys.executable, "-m", "cython", "-3", "--module-name", f"wsfast.{name}",
            "-X", "boundscheck=False", "-X", "wraparound=False", "-X", "cdivision=True",
            "-X", f"linetrace={trace}", os.path.join("wsfast", source), "-o", out]
+    if name in IN_PLACE:
+        # Annotations stay documentation: the compiled module takes exactly what the source
+        # takes (a ``timeout: float`` of None, an int subclass, ...), as both builds must.
+        cmd[-3:-3] = ["-X", "annotation_typing=False"]
     if os.environ.get("WSFAST_ANNOTATE") == "1":
         cmd.insert(3, "-a")
     return out, subprocess.Popen(cmd)

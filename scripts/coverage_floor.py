@@ -7,7 +7,8 @@ scripts/coverage.sh on the pure-Python build (WSFAST_NO_EXTENSIONS=1). The sans-
 the Python twins of the kernels are held at 100 %, as websockets holds its own; the only lines
 excluded (``# pragma: no cover``, each with its reason on the line) are the compiled-build
 import branch of events.py (not taken on the pure-Python build), _env.py's refusal of both
-switches (exercised in a subprocess, which coverage does not follow) and one defensive size
+switches (exercised in a subprocess, which coverage does not follow), the branch of _env.py that
+installs its finder only in the builds that need it (one per process), and one defensive size
 check in _parser.py that both callers make unreachable. A module not listed is reported, not
 enforced. The adapters have lower floors, below.
 """

@@ -44,12 +44,16 @@ def main() -> int:
         f"run this from outside the source tree (cwd {cwd} holds a wsfast/ package)"
     )
     print(f"wsfast {wsfast.__version__} from {where}")
-    print(f"kernels: {s.IMPLEMENTATION} | parser: {s.PARSER_IMPLEMENTATION}")
+    core = s.core_implementation()
+    print(f"kernels: {s.IMPLEMENTATION} | parser: {s.PARSER_IMPLEMENTATION} | engine and driver: {core}")
     assert s.IMPLEMENTATION == args.expect, (s.IMPLEMENTATION, args.expect)
     assert s.PARSER_IMPLEMENTATION == args.expect, (s.PARSER_IMPLEMENTATION, args.expect)
+    assert core == args.expect, (core, args.expect)
 
     compiled = ["wsfast._mask", "wsfast._utf8", "wsfast._inflate", "wsfast._frame", "wsfast._parser_c",
                 "wsfast._messages_c"]
+    # (The modules compiled in place, wsfast.connection and the rest, import from source in
+    # a pure install: core_implementation() above says which build loaded.)
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     for name in compiled:
         if args.expect == "cython":

@@ -4,6 +4,7 @@ The core is a sans-IO RFC 6455 engine (``ClientConnection``, ``ServerConnection`
 in, events out; calls in, bytes out. See ``wsfast.connection`` for the integration loop.
 """
 
+from . import _env  # noqa: F401  (first: it decides which build of the modules below loads)
 from ._state import Role, State
 from ._version import __version__
 from .connection import ClientConnection, Connection, ServerConnection

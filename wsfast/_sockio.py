@@ -86,6 +86,7 @@ _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_BLOCKED = (BlockingIOError, *_WANT)
 
 
 def _ms(timeout: Optional[float]) -> Optional[int]:
@@ -244,7 +245,7 @@ class BlockingSocketTransport(Transport):
                 assert io is not None
                 with io:
                     data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, *_WANT):
+        except _BLOCKED:
             return
         except OSError as exc:
             self._read_error = exc

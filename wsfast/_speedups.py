@@ -79,6 +79,7 @@ from ._env import REQUIRE_EXTENSIONS as _REQUIRE
 __all__ = [
     "IMPLEMENTATION",
     "PARSER_IMPLEMENTATION",
+    "core_implementation",
     "DEFLATE_BACKEND",
     "DEFLATE_IMPLEMENTATION",
     "DEFLATE_LIBRARY_VERSION",
@@ -217,3 +218,16 @@ PARSER_IMPLEMENTATION = (
     if Parser.__module__ == "wsfast._parser_c" and _TextMessage.__module__ == "wsfast._messages_c"
     else "python"
 )
+
+
+def core_implementation() -> str:
+    """Which build of the engine and the adapters' driver (``wsfast._env.COMPILED_IN_PLACE``:
+    ``wsfast.connection``, ``wsfast.handler``, ...) is active: "cython" when every one of them
+    was loaded compiled, "python" when none was, "mixed" otherwise (a partial build). A
+    function, not a constant: those modules import this one."""
+    import importlib
+
+    from ._env import COMPILED_IN_PLACE, is_compiled
+
+    flags = {is_compiled(importlib.import_module(name)) for name in COMPILED_IN_PLACE}
+    return "mixed" if len(flags) > 1 else ("cython" if flags == {True} else "python")

@@ -627,6 +627,7 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import _speedups
 
     print(f"wsfast {__version__}: kernels {_speedups.IMPLEMENTATION}, parser {_speedups.PARSER_IMPLEMENTATION}, "
+          f"engine and driver {_speedups.core_implementation()}, "
           f"deflate {getattr(_speedups, 'DEFLATE_BACKEND', 'zlib')}")
     cmd = [sys.executable, "-m", "wsfast", "echo-server", "--mode", args.server_mode, "--port", "0",
            "--ping-interval", "0", "--max-size", str(64 << 20)]
@@ -678,6 +679,7 @@ def cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     print(f"wsfast {__version__} on Python {sys.version.split()[0]}")
     print(f"kernels: {_speedups.IMPLEMENTATION}; parser: {_speedups.PARSER_IMPLEMENTATION}; "
+          f"engine and driver: {_speedups.core_implementation()}; "
           f"deflate: {getattr(_speedups, 'DEFLATE_BACKEND', 'zlib')}")
     for name in MODES:
         try:

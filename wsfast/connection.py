@@ -94,7 +94,7 @@ raises ``InvalidState``.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 from . import handshake as hs
 from ._speedups import FrameEncoder, Parser
@@ -192,7 +192,7 @@ class Connection:
             of reassembling the message. The message size limit still applies.
     """
 
-    role: Role
+    role = cast(Role, None)  # each subclass sets its own (no class-body annotation: see connection.pxd)
 
     def __init__(
         self,

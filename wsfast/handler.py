@@ -403,7 +403,8 @@ class WebSocket:
 
     def _feed(self, data: Any) -> None:
         self._rx += 1
-        self.conn.receive_data(data)
+        conn = self.conn  # (typed in handler.pxd: a C call into the compiled engine)
+        conn.receive_data(data)
         self._after_input()
 
     def _after_input(self) -> None:
