@@ -138,13 +138,19 @@ def names(w):
         return z.namelist()
 binary = (".so", ".pyd", ".dylib", ".dll")
 p = names(plat)
-mods = sorted(n.split("/")[1].split(".")[0] for n in p if n.startswith("wsfast/") and n.endswith(binary))
+mods = sorted(n[len("wsfast/"):].split(".")[0].replace("/", ".") for n in p
+              if n.startswith("wsfast/") and n.endswith(binary))
 # one extension per wsfast/*.pyx, plus one per wsfast/<name>_c.pxd (a pure-Python module
 # compiled as <name>_c: _parser.py -> _parser_c, _messages.py -> _messages_c), plus
-# _inflate_ng (_inflate.pyx against a static zlib-ng) when the build had ZLIBNG_ROOT
+# _inflate_ng (_inflate.pyx against a static zlib-ng) when the build had ZLIBNG_ROOT, plus
+# the modules compiled in place (wsfast/_env.py's COMPILED_IN_PLACE, read from the wheel)
+import ast, re
+env = zipfile.ZipFile(plat).read("wsfast/_env.py").decode()
+in_place = ast.literal_eval(re.search(r"^COMPILED_IN_PLACE = (\(.*\))$", env, re.M).group(1))
 expect = sorted([n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith(".pyx")]
                 + [n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith("_c.pxd")]
-                + (["_inflate_ng"] if os.environ.get("ZLIBNG_ROOT") else []))
+                + (["_inflate_ng"] if os.environ.get("ZLIBNG_ROOT") else [])
+                + [name[len("wsfast."):] for name in in_place])
 assert mods == expect, (mods, expect)
 assert not [n for n in p if n.endswith((".c", ".html"))], "generated C in the platform wheel"
 assert os.path.basename(pure).endswith("-py3-none-any.whl"), pure
