@@ -75,12 +75,19 @@ def declared(pxd: Path) -> Dict[str, Set[str]]:
     return out
 
 
-@pytest.mark.parametrize("module", [n.split(".", 1)[1] for n in _env.COMPILED_IN_PLACE])
-def test_pxd_declares_exactly_what_the_source_assigns(module: str) -> None:
-    source = PKG.joinpath(*module.split(".")).with_suffix(".py")
-    pxd = source.with_suffix(".pxd")
-    if not pxd.exists():
-        return  # compiled without declarations (plain Cython: faster calls, no slots)
+#: (module under wsfast, source, .pxd) of the modules compiled in place with declarations
+#: (sync/_connection.py is compiled plainly: no .pxd, nothing to compare).
+WITH_PXD = [
+    (m, src, src.with_suffix(".pxd"))
+    for m in (n.split(".", 1)[1] for n in _env.COMPILED_IN_PLACE)
+    for src in [PKG.joinpath(*m.split(".")).with_suffix(".py")]
+    if src.with_suffix(".pxd").exists()
+]
+pxd_modules = pytest.mark.parametrize("module, source, pxd", WITH_PXD, ids=[m for m, _, _ in WITH_PXD])
+
+
+@pxd_modules
+def test_pxd_declares_exactly_what_the_source_assigns(module: str, source: Path, pxd: Path) -> None:
     decl = declared(pxd)  # (_sockio.pxd types a function only: nothing to compare)
     got = assigned(source, list(decl))
     for cls, names in decl.items():
@@ -184,12 +191,9 @@ def _methods(pxd: Path) -> Dict[str, Set[str]]:
     return out
 
 
-@pytest.mark.parametrize("module", [n.split(".", 1)[1] for n in _env.COMPILED_IN_PLACE])
-def test_declared_methods_exist_and_cdef_ones_stay_internal(module: str) -> None:
-    source = PKG.joinpath(*module.split(".")).with_suffix(".py")
-    pxd = source.with_suffix(".pxd")
-    if not pxd.exists():
-        return
+@pxd_modules
+def test_declared_methods_exist_and_cdef_ones_stay_internal(module: str, source: Path, pxd: Path) -> None:
+    assert len(WITH_PXD) == 3  # connection, handler, _sockio
     functions = re.findall(r"^cpdef \w+ (\w+)\(", pxd.read_text(), re.M)
     tree_text = source.read_text()
     for fn in functions:  # module-level functions (_sockio.blocking_step)
