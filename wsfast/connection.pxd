@@ -30,6 +30,8 @@ cdef class Connection:
     cpdef data_to_send(self)
     cpdef events(self)
     cpdef receive_data(self, data)
+    # (internal: one frame into the output, a C call from send_text/send_binary/_send_data)
+    cdef _write_frame(self, b0, payload)
 
 
 cdef class ClientConnection(Connection):

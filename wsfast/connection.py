@@ -353,11 +353,8 @@ class Connection:
         if self.state is not OPEN:
             raise InvalidState(f"cannot send in state {self.state.name}")
         if fin and self._send_opcode == 0 and self._ext is None:
-            payload = text.encode("utf-8")
-            if len(payload) < _COPY_LIMIT or self._masked:
-                self._out.append(self._encoder.encode(0x81, payload))
-                return
-            self._write_frame(0x81, payload)
+            # The common case in one step: a whole message, no extension.
+            self._write_frame(0x81, text.encode("utf-8"))
             return
         self._send_data(_OP_TEXT, text.encode("utf-8"), fin, compress)
 
@@ -368,11 +365,7 @@ class Connection:
         if type(data) is not bytes:
             data = bytes(data)  # own the bytes: the caller may mutate its buffer later
         if fin and self._send_opcode == 0 and self._ext is None:
-            # The common case in one call: a whole message, no extension.
-            if len(data) < _COPY_LIMIT or self._masked:
-                self._out.append(self._encoder.encode(0x82, data))
-                return
-            self._write_frame(0x82, data)
+            self._write_frame(0x82, data)  # the common case, as in send_text
             return
         self._send_data(_OP_BINARY, data, fin, compress)
 
