@@ -35,10 +35,18 @@ if platform.python_implementation() != "CPython" and MODE == "auto":
 KERNELS = ["_mask", "_utf8", "_inflate", "_frame"]
 #: Pure-Python modules that are also compiled: compiled name -> source file (under wsfast/).
 PURE_COMPILED = {"_parser_c": "_parser.py", "_messages_c": "_messages.py"}
+#: The kernels' and the parser's .py twins are written for C: their indices are checked by the
+#: code itself, so Cython's own checks are off.
+KERNEL_DIRECTIVES = ["boundscheck=False", "wraparound=False", "cdivision=True"]
+#: The modules compiled in place are ordinary Python and must keep its semantics: ``x[-1]``
+#: (wraparound), IndexError (boundscheck), Python's ``//`` and ``%``. Annotations stay
+#: documentation: the compiled module takes exactly what the source takes (a ``timeout:
+#: float`` of None, an int subclass, ...). tests/test_compiled_pxd.py checks these.
+IN_PLACE_DIRECTIVES = ["annotation_typing=False"]
 #: Pure-Python modules compiled *in place*, as themselves (typed by the .pxd beside each; the
 #: extension shadows the source, wsfast/_env.py loads the source under WSFAST_NO_EXTENSIONS).
 #: Keep in sync with wsfast/_env.py's COMPILED_IN_PLACE (tests/test_compiled_pxd.py checks).
-IN_PLACE = ["connection", "handler", "_sockio", "sync._connection"]
+IN_PLACE = ["connection", "handler", "_sockio", "_nbio", "sync._connection", "loop._loop"]
 PURE_COMPILED.update({name: name.replace(".", "/") + ".py" for name in IN_PLACE})
 #: The deflate kernel compiled a second time, against zlib-ng (see zlibng_options()).
 ZLIBNG_ROOT = os.environ.get("ZLIBNG_ROOT")
@@ -179,13 +187,11 @@ def compile_pure(name, source, trace):
     import subprocess
 
     out = os.path.join("wsfast", *name.split(".")) + ".c"
-    cmd = [sys.executable, "-m", "cython", "-3", "--module-name", f"wsfast.{name}",
-           "-X", "boundscheck=False", "-X", "wraparound=False", "-X", "cdivision=True",
-           "-X", f"linetrace={trace}", os.path.join("wsfast", source), "-o", out]
-    if name in IN_PLACE:
-        # Annotations stay documentation: the compiled module takes exactly what the source
-        # takes (a ``timeout: float`` of None, an int subclass, ...), as both builds must.
-        cmd[-3:-3] = ["-X", "annotation_typing=False"]
+    directives = IN_PLACE_DIRECTIVES if name in IN_PLACE else KERNEL_DIRECTIVES
+    cmd = [sys.executable, "-m", "cython", "-3", "--module-name", f"wsfast.{name}"]
+    for d in directives + [f"linetrace={trace}"]:
+        cmd += ["-X", d]
+    cmd += [os.path.join("wsfast", source), "-o", out]
     if os.environ.get("WSFAST_ANNOTATE") == "1":
         cmd.insert(3, "-a")
     return out, subprocess.Popen(cmd)

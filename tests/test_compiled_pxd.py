@@ -75,6 +75,29 @@ def declared(pxd: Path) -> Dict[str, Set[str]]:
     return out
 
 
+def pxd_bases(pxd: Path) -> Dict[str, str]:
+    """``cdef class X(Base)``: X -> Base, for the classes of ``pxd`` with a declared base."""
+    return dict(re.findall(r"^cdef class (\w+)\((\w+)\)", pxd.read_text(), re.M))
+
+
+def all_declared() -> Dict[str, Set[str]]:
+    """Every slot of every compiled class, its bases' included (class names are unique
+    across the .pxd files)."""
+    own: Dict[str, Set[str]] = {}
+    bases: Dict[str, str] = {}
+    for pxd in PKG.rglob("*.pxd"):
+        own.update(declared(pxd))
+        bases.update(pxd_bases(pxd))
+    out = {}
+    for cls in own:
+        names, c = set(own[cls]), cls
+        while c in bases:
+            c = bases[c]
+            names |= own.get(c, set())
+        out[cls] = names
+    return out
+
+
 #: (module under wsfast, source, .pxd) of the modules compiled in place with declarations
 #: (sync/_connection.py is compiled plainly: no .pxd, nothing to compare).
 WITH_PXD = [
@@ -90,9 +113,13 @@ pxd_modules = pytest.mark.parametrize("module, source, pxd", WITH_PXD, ids=[m fo
 def test_pxd_declares_exactly_what_the_source_assigns(module: str, source: Path, pxd: Path) -> None:
     decl = declared(pxd)  # (_sockio.pxd types a function only: nothing to compare)
     got = assigned(source, list(decl))
+    everything = all_declared()
     for cls, names in decl.items():
         assert cls in got, f"{pxd.name} declares {cls}, which {source.name} does not define"
-        expected = got[cls] - UNDECLARED.get((module, cls), set())
+        # a base declared in another .pxd (loop._Conn on _nbio's transport) holds its own
+        base = pxd_bases(pxd).get(cls)
+        inherited = everything.get(base, set()) if base and base not in decl else set()
+        expected = got[cls] - UNDECLARED.get((module, cls), set()) - inherited
         assert names - expected == set(), f"{cls}: declared in {pxd.name}, never set in {source.name}"
         assert expected - names == set(), f"{cls}: set in {source.name}, missing from {pxd.name}"
 
@@ -102,6 +129,19 @@ def test_setup_and_env_list_the_same_modules() -> None:
     m = re.search(r"^IN_PLACE = (\[.*\])$", text, re.M)
     assert m, "setup.py has no IN_PLACE list"
     assert ["wsfast." + n for n in ast.literal_eval(m.group(1))] == list(_env.COMPILED_IN_PLACE)
+
+
+def test_in_place_modules_keep_python_indexing() -> None:
+    """The kernels are compiled without bounds checks and negative-index wrapping; the
+    modules compiled in place are ordinary Python (``out[-1]``, IndexError) and must not be:
+    with wraparound off, ``out[-1]`` on a list reads before its items (a crash)."""
+    text = (ROOT / "setup.py").read_text()
+    m = re.search(r"^IN_PLACE_DIRECTIVES = (\[.*\])$", text, re.M)
+    assert m, "setup.py has no IN_PLACE_DIRECTIVES list"
+    directives = ast.literal_eval(m.group(1))
+    for off in ("boundscheck=False", "wraparound=False", "cdivision=True"):
+        assert off not in directives
+    assert "directives = IN_PLACE_DIRECTIVES if name in IN_PLACE else KERNEL_DIRECTIVES" in text
 
 
 def test_each_build_loads_what_it_reports() -> None:
@@ -120,12 +160,13 @@ def test_each_build_loads_what_it_reports() -> None:
 
 def test_no_extensions_loads_the_sources_in_a_fresh_process() -> None:
     code = (
-        "import wsfast, wsfast.handler, wsfast.sync._connection, wsfast._sockio;"
-        "import wsfast._speedups as s; print(s.core_implementation(), wsfast.connection.__file__)"
+        f"import importlib, wsfast._speedups as s; print(s.core_implementation());"
+        f"[print(importlib.import_module(n).__file__) for n in {_env.COMPILED_IN_PLACE!r}]"
     )
     out = subprocess.run([sys.executable, "-c", code], env={**_clean_env(), "WSFAST_NO_EXTENSIONS": "1"},
                          capture_output=True, text=True, timeout=60, check=True).stdout.split()
-    assert out[0] == "python" and out[1].endswith("connection.py"), out
+    assert out[0] == "python", out
+    assert [Path(f).name for f in out[1:]] == [n.rpartition(".")[2] + ".py" for n in _env.COMPILED_IN_PLACE]
 
 
 def _clean_env() -> Dict[str, str]:
@@ -157,6 +198,61 @@ def test_classes_behave_alike_in_both_builds() -> None:
 
     mine = Mine(ServerConnection(), Handler(), _Quiet())
     assert mine.extra == "x" and isinstance(mine, WebSocket) and mine.messages_sent == 0
+
+    # the non-blocking transport (compiled with slots) and a Python subclass of it
+    import socket
+
+    from wsfast._nbio import NonBlockingSocketTransport
+
+    class Spin(NonBlockingSocketTransport):
+        flag = "class attribute"
+
+    a, b = socket.socketpair()
+    try:
+        t = Spin(a, high_water=10, low_water=5)
+        assert weakref.ref(t)() is t and t.flag == "class attribute" and isinstance(t, Transport)
+        t.own = 3  # type: ignore[attr-defined]
+        t.write([b"abc"])
+        assert (t.own, t.bytes_sent, b.recv(10)) == (3, 3, b"abc")  # type: ignore[attr-defined]
+        with pytest.raises(ValueError, match="low_water"):
+            Spin(a, high_water=1, low_water=5)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_no_subclass_shadows_a_slot_with_a_class_attribute() -> None:
+    """A class attribute named like a slot of a compiled base (``closed = False`` in a
+    subclass of the non-blocking transport) would hide the slot from Python code, which then
+    reads and writes the subclass's value while the compiled base reads the slot: two
+    attributes where the source has one. Every class of the package, both builds."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    slots = all_declared()
+    bad = []
+    seen = 0
+    for info in pkgutil.walk_packages(wsfast.__path__, "wsfast."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            mod = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional accelerator or peer that is not installed
+        for _, cls in inspect.getmembers(mod, inspect.isclass):
+            if cls.__module__ != mod.__name__:
+                continue
+            compiled = [b.__name__ for b in cls.__mro__[1:] if b.__name__ in slots and b.__module__.startswith("wsfast")]
+            if not compiled:
+                continue
+            seen += 1
+            names = set().union(*(slots[b] for b in compiled))
+            if cls.__name__ in slots:  # a compiled class itself: only what its source adds
+                names -= slots[cls.__name__]
+            bad += [f"{cls.__module__}.{cls.__qualname__}.{n}" for n in set(vars(cls)) & names]
+    assert seen >= 6  # ClientWebSocket, the transports of the client modes and the loop...
+    assert bad == []
 
 
 def test_compiled_modules_are_not_older_than_their_source() -> None:
@@ -193,7 +289,7 @@ def _methods(pxd: Path) -> Dict[str, Set[str]]:
 
 @pxd_modules
 def test_declared_methods_exist_and_cdef_ones_stay_internal(module: str, source: Path, pxd: Path) -> None:
-    assert len(WITH_PXD) == 3  # connection, handler, _sockio
+    assert len(WITH_PXD) == 5  # connection, handler, _sockio, _nbio, loop._loop
     functions = re.findall(r"^cpdef \w+ (\w+)\(", pxd.read_text(), re.M)
     tree_text = source.read_text()
     for fn in functions:  # module-level functions (_sockio.blocking_step)

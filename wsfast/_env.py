@@ -26,7 +26,14 @@ if NO_EXTENSIONS and REQUIRE_EXTENSIONS:  # pragma: no cover  (tested in a subpr
     raise ImportError("WSFAST_NO_EXTENSIONS and WSFAST_REQUIRE_EXTENSIONS are both set")
 
 #: Pure-Python modules that setup.py also compiles in place (typed by the .pxd beside them).
-COMPILED_IN_PLACE = ("wsfast.connection", "wsfast.handler", "wsfast._sockio", "wsfast.sync._connection")
+COMPILED_IN_PLACE = (
+    "wsfast.connection",
+    "wsfast.handler",
+    "wsfast._sockio",
+    "wsfast._nbio",
+    "wsfast.sync._connection",
+    "wsfast.loop._loop",
+)
 
 
 class _InPlaceFinder:

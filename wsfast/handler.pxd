@@ -17,6 +17,14 @@ cimport cython
 from wsfast.connection cimport Connection
 
 
+# The adapters' IO side: an extension type with no attributes of its own (no ``__dict__``
+# here, so a subclass with ``__slots__``, AsyncioTransport, stays without one, as in the
+# source; other Python subclasses get theirs as usual), so that _nbio.pxd can declare
+# NonBlockingSocketTransport on it with attribute slots.
+cdef class Transport:
+    pass
+
+
 cdef class WebSocket:
     cdef dict __dict__
     cdef object __weakref__

@@ -396,6 +396,13 @@ class _Conn(NonBlockingSocketTransport):
         self._where = ""
         self._last_error: Optional[BaseException] = None
         self._counted = False
+        # The client target (set by Loop.connect).
+        self._host = ""
+        self._port = 0
+        # A dropped slow consumer (see _drop): flushing, asked to close, sent FIN.
+        self._dropping = False
+        self._drop_close = False
+        self._drop_shut = False
 
     # ----------------------------------------------------------- selector bookkeeping
 
@@ -953,15 +960,6 @@ class _Conn(NonBlockingSocketTransport):
             ws.handler.on_close(ws, 1006, "", False)
         except Exception:
             log.exception("on_close raised")
-
-    # A dropped slow consumer (see _drop): flushing, asked to close, sent FIN.
-    _dropping = False
-    _drop_close = False
-    _drop_shut = False
-
-    # client target (set by Loop.connect)
-    _host = ""
-    _port = 0
 
 
 class Loop:
