@@ -46,7 +46,7 @@ IN_PLACE_DIRECTIVES = ["annotation_typing=False"]
 #: Pure-Python modules compiled *in place*, as themselves (typed by the .pxd beside each; the
 #: extension shadows the source, wsfast/_env.py loads the source under WSFAST_NO_EXTENSIONS).
 #: Keep in sync with wsfast/_env.py's COMPILED_IN_PLACE (tests/test_compiled_pxd.py checks).
-IN_PLACE = ["connection", "handler", "_sockio", "_nbio", "sync._connection", "loop._loop"]
+IN_PLACE = ["connection", "handler", "handshake", "_sockio", "_nbio", "sync._connection", "loop._loop"]
 PURE_COMPILED.update({name: name.replace(".", "/") + ".py" for name in IN_PLACE})
 #: The deflate kernel compiled a second time, against zlib-ng (see zlibng_options()).
 ZLIBNG_ROOT = os.environ.get("ZLIBNG_ROOT")

@@ -29,6 +29,7 @@ if NO_EXTENSIONS and REQUIRE_EXTENSIONS:  # pragma: no cover  (tested in a subpr
 COMPILED_IN_PLACE = (
     "wsfast.connection",
     "wsfast.handler",
+    "wsfast.handshake",
     "wsfast._sockio",
     "wsfast._nbio",
     "wsfast.sync._connection",

@@ -70,7 +70,7 @@ import hashlib
 import os
 import re
 from http import HTTPStatus
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .exceptions import InvalidHandshake
 
@@ -633,10 +633,25 @@ def parse_response(
 # Header values
 
 
-def _values(headers: Headers, name: str) -> List[str]:
-    """All values of header ``name`` (case-insensitive), in order."""
-    name = name.lower()
-    return [v for k, v in headers if k.lower() == name]
+def _index(headers: Headers) -> Dict[str, List[str]]:
+    """Header values by lower-cased name, each list in order: built once per validation, so
+    that looking up the dozen names a handshake checks does not lower every name each time."""
+    index: Dict[str, List[str]] = {}
+    for k, v in headers:
+        k = k.lower()
+        if k in index:
+            index[k].append(v)
+        else:
+            index[k] = [v]
+    return index
+
+
+def _values(index: Dict[str, List[str]], name: str) -> List[str]:
+    """All values of header ``name`` (lower case), in order (see ``_index``)."""
+    return index.get(name, _NO_VALUES)
+
+
+_NO_VALUES: List[str] = []  # never mutated: the callers only read what _values returns
 
 
 def _split_elements(value: str) -> List[str]:
@@ -816,8 +831,8 @@ def serialize_extensions(items: Sequence[Tuple[str, Sequence[Tuple[str, Optional
 # Validation
 
 
-def _exactly_one(headers: Headers, name: str, status: int) -> str:
-    values = _values(headers, name)
+def _exactly_one(index: Dict[str, List[str]], name: str, status: int) -> str:
+    values = _values(index, name.lower())
     if not values:
         raise InvalidHandshake(f"missing {name} header", status=status)
     if len(values) > 1:
@@ -828,11 +843,11 @@ def _exactly_one(headers: Headers, name: str, status: int) -> str:
     return values[0]
 
 
-def _check_connection_upgrade(headers: Headers, status: int, where: str) -> None:
+def _check_connection_upgrade(index: Dict[str, List[str]], status: int, where: str) -> None:
     """RFC 6455 §4.2.1 item 4 / §4.1 item 3: Connection (all instances combined, RFC 9110
     §5.3) must contain the token "Upgrade", ASCII case-insensitively, e.g. Firefox's
     "keep-alive, Upgrade"."""
-    values = _values(headers, "Connection")
+    values = _values(index, "connection")
     if not values:
         raise InvalidHandshake(f"missing Connection header{where}", status=status)
     options = [e for v in values for e in _token_list(v, "Connection", status)]
@@ -860,19 +875,20 @@ def validate_request(
             f"method {method} not allowed: a WebSocket handshake is a GET (RFC 6455 §4.2.1)",
             status=405,
         )
+    index = _index(headers)
     # §4.2.1 item 2 (and RFC 9112 §3.2: a server MUST answer 400 to a request with no Host
     # or more than one).
-    host = _exactly_one(headers, "Host", 400)
+    host = _exactly_one(index, "Host", 400)
     if not host:
         raise InvalidHandshake("empty Host header (RFC 6455 §4.1 item 4)", status=400)
     # RFC 9110 §9.3.1: content in a GET has no defined semantics and is a smuggling vector;
     # here the bytes after the head are WebSocket frames, so a body would be misread.
-    if _values(headers, "Transfer-Encoding"):
+    if _values(index, "transfer-encoding"):
         raise InvalidHandshake(
             "Transfer-Encoding in a WebSocket handshake request: it cannot have a body",
             status=400,
         )
-    for length in _values(headers, "Content-Length"):
+    for length in _values(index, "content-length"):
         if length != "0":
             raise InvalidHandshake(
                 f"Content-Length {_show(length)} in a WebSocket handshake request: "
@@ -881,7 +897,7 @@ def validate_request(
             )
     # §4.2.1 item 3: Upgrade containing "websocket" (ASCII case-insensitive). Upgrade is a
     # list of protocol[/version] (RFC 9110 §7.8), e.g. "websocket, h2c".
-    upgrades = [e for v in _values(headers, "Upgrade") for e in _split_elements(v)]
+    upgrades = [e for v in _values(index, "upgrade") for e in _split_elements(v)]
     if not upgrades:
         raise InvalidHandshake("missing Upgrade header (RFC 6455 §4.2.1 item 3)", status=400)
     for item in upgrades:
@@ -890,13 +906,13 @@ def validate_request(
     if not any(item.lower() == "websocket" for item in upgrades):
         raise InvalidHandshake(
             f"Upgrade header does not contain 'websocket': "
-            f"{_show(', '.join(_values(headers, 'Upgrade')))} (RFC 6455 §4.2.1 item 3)",
+            f"{_show(', '.join(_values(index, 'upgrade')))} (RFC 6455 §4.2.1 item 3)",
             status=400,
         )
     # §4.2.1 item 4: Connection containing the token "Upgrade".
-    _check_connection_upgrade(headers, 400, "")
+    _check_connection_upgrade(index, 400, "")
     # §4.2.1 item 6 and §4.2.2 step 4: version 13, else 426 with Sec-WebSocket-Version: 13.
-    versions = _values(headers, "Sec-WebSocket-Version")
+    versions = _values(index, "sec-websocket-version")
     if not versions:
         raise InvalidHandshake(
             "missing Sec-WebSocket-Version header: only version 13 is supported", status=426
@@ -908,7 +924,7 @@ def validate_request(
             status=426,
         )
     # §4.2.1 item 5: a base64-encoded 16-byte value; §11.3.1: it MUST NOT appear more than once.
-    key = _exactly_one(headers, "Sec-WebSocket-Key", 400)
+    key = _exactly_one(index, "Sec-WebSocket-Key", 400)
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, ValueError):  # ValueError: UnicodeEncodeError for non-ASCII
@@ -922,7 +938,7 @@ def validate_request(
         )
     # §4.2.1 item 8: subprotocols, a list of tokens in order of preference (§11.3.4); the
     # header may repeat (RFC 9110 §5.3 combines them).
-    protocol_values = _values(headers, "Sec-WebSocket-Protocol")
+    protocol_values = _values(index, "sec-websocket-protocol")
     subprotocols: List[str] = []
     for value in protocol_values:
         subprotocols += _token_list(value, "Sec-WebSocket-Protocol", 400)
@@ -934,7 +950,7 @@ def validate_request(
     # §4.2.1 item 9 and §9.1: extension offers, possibly over several headers (§9.1: "may
     # be split into multiple instances").
     offers: ExtensionList = []
-    for value in _values(headers, "Sec-WebSocket-Extensions"):
+    for value in _values(index, "sec-websocket-extensions"):
         offers += _parse_extensions(value, 400)
     return key, tuple(subprotocols), offers
 
@@ -952,19 +968,20 @@ def validate_response(
     # the |Upgrade| header field contains a value that is not an ASCII case-insensitive match
     # for the value "websocket", the client MUST _Fail the WebSocket Connection_". Stricter
     # than the request side on purpose: the server must have picked websocket alone.
-    upgrades = [e for v in _values(headers, "Upgrade") for e in _split_elements(v)]
+    index = _index(headers)
+    upgrades = [e for v in _values(index, "upgrade") for e in _split_elements(v)]
     if not upgrades:
         raise InvalidHandshake("missing Upgrade header in the 101 response", status=0)
     if len(upgrades) != 1 or upgrades[0].lower() != "websocket":
         raise InvalidHandshake(
             f"Upgrade header of the 101 response is not 'websocket': "
-            f"{_show(', '.join(_values(headers, 'Upgrade')))}",
+            f"{_show(', '.join(_values(index, 'upgrade')))}",
             status=0,
         )
     # Item 3: Connection MUST contain the token "Upgrade" (case-insensitive).
-    _check_connection_upgrade(headers, 0, " of the 101 response")
+    _check_connection_upgrade(index, 0, " of the 101 response")
     # Item 4: Sec-WebSocket-Accept MUST be base64(SHA-1(key + GUID)).
-    accept = _exactly_one(headers, "Sec-WebSocket-Accept", 0)
+    accept = _exactly_one(index, "Sec-WebSocket-Accept", 0)
     expected = accept_key(key)
     if accept != expected:
         raise InvalidHandshake(
@@ -974,7 +991,7 @@ def validate_response(
     # Item 6: a subprotocol the client did not offer fails the connection; so does more than
     # one (the server selects one, §4.2.2 step 5 / §11.3.4).
     subprotocol: Optional[str] = None
-    protocol_values = _values(headers, "Sec-WebSocket-Protocol")
+    protocol_values = _values(index, "sec-websocket-protocol")
     if protocol_values:
         if len(protocol_values) > 1:
             raise InvalidHandshake(
@@ -996,6 +1013,6 @@ def validate_response(
             )
     # Item 5: extensions; validated against the offers by the caller.
     extensions: ExtensionList = []
-    for value in _values(headers, "Sec-WebSocket-Extensions"):
+    for value in _values(index, "sec-websocket-extensions"):
         extensions += _parse_extensions(value, 0)
     return subprotocol, extensions

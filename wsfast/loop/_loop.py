@@ -436,13 +436,21 @@ class _Conn(NonBlockingSocketTransport):
         if not flag and self._drop_close and not self._drop_shut:
             self._drop_shutdown()  # a dropped consumer's close frame is out: send FIN
 
-    def on_closed(self) -> None:
+    def _really_close(self) -> None:
+        if not self.closed:
+            self._unregister()  # while the fd is open: after close(), epoll_ctl fails (EBADF)
+        super()._really_close()
+
+    def _unregister(self) -> None:
         if self._mask:
             self._mask = 0
             try:
                 self.loop._selector.unregister(self.fd)
             except (KeyError, ValueError, OSError):
                 pass
+
+    def on_closed(self) -> None:
+        self._unregister()
         for t in (self._timer, self._phase_timer, self._slow_timer, self._linger):
             if t is not None:
                 t.cancel()
