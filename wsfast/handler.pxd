@@ -2,8 +2,8 @@
 #
 # WebSocket (the driver every callback adapter calls) becomes an extension type whose
 # attributes are slots (see connection.pxd for the why and the numbers). Every attribute is a
-# Python object; ``__dict__`` keeps undeclared attributes working (``payload_buffer`` is one on
-# purpose: ``__init__`` may replace the method with the engine's bound method per instance),
+# Python object; ``__dict__`` keeps undeclared attributes working (none is set on purpose: a
+# per-instance dict is one more object per connection for the garbage collector),
 # ``__weakref__`` keeps weak references working. Subclasses (``ClientWebSocket``) stay Python
 # classes. The per-message steps are C functions with the engine typed (``conn`` a
 # Connection: its attributes and cpdef methods without a lookup); the ``cdef`` ones are

@@ -286,8 +286,6 @@ class WebSocket:
 
         self._on_text = handler.on_text
         self._on_binary = handler.on_binary
-        if cross_thread != "lock":  # one Python call less per read for the adapters
-            self.payload_buffer = conn.get_payload_buffer  # type: ignore[method-assign]
         self._owner = _get_ident()
         self._lock: Optional[threading.RLock] = threading.RLock() if cross_thread == "lock" else None
         self._commands: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()

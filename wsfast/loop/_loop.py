@@ -422,12 +422,18 @@ class _Conn(NonBlockingSocketTransport):
             return
         sel = self.loop._selector
         self._mask = mask
+        # The callback is the record itself (``__call__``): one bound-method object fewer per
+        # connection for the garbage collector to traverse.
         if old == 0:
-            sel.register(self.fd, mask, self._ready)
+            sel.register(self.fd, mask, self)
         elif mask == 0:
             sel.unregister(self.fd)
         else:
-            sel.modify(self.fd, mask, self._ready)
+            sel.modify(self.fd, mask, self)
+
+    def __call__(self, mask: int) -> None:
+        """Readiness from the selector (see ``_update``)."""
+        self._ready(mask)
 
     def want_write(self, flag: bool) -> None:
         if flag != self._want_w:
