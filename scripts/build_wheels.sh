@@ -146,7 +146,7 @@ mods = sorted(n[len("wsfast/"):].split(".")[0].replace("/", ".") for n in p
 # the modules compiled in place (wsfast/_env.py's COMPILED_IN_PLACE, read from the wheel)
 import ast, re
 env = zipfile.ZipFile(plat).read("wsfast/_env.py").decode()
-in_place = ast.literal_eval(re.search(r"^COMPILED_IN_PLACE = (\(.*\))$", env, re.M).group(1))
+in_place = ast.literal_eval(re.search(r"^COMPILED_IN_PLACE = (\(.*?\))$", env, re.M | re.S).group(1))
 expect = sorted([n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith(".pyx")]
                 + [n[7:-4] for n in p if n.startswith("wsfast/") and n.endswith("_c.pxd")]
                 + (["_inflate_ng"] if os.environ.get("ZLIBNG_ROOT") else [])
