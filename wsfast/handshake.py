@@ -646,12 +646,9 @@ def _index(headers: Headers) -> Dict[str, List[str]]:
     return index
 
 
-def _values(index: Dict[str, List[str]], name: str) -> List[str]:
+def _values(index: Dict[str, List[str]], name: str) -> Sequence[str]:
     """All values of header ``name`` (lower case), in order (see ``_index``)."""
-    return index.get(name, _NO_VALUES)
-
-
-_NO_VALUES: List[str] = []  # never mutated: the callers only read what _values returns
+    return index.get(name, ())
 
 
 def _split_elements(value: str) -> List[str]:
