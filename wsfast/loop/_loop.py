@@ -878,12 +878,7 @@ class _Conn(NonBlockingSocketTransport):
         self._open()
 
     def _drop_socket(self) -> None:
-        if self._mask:
-            self._mask = 0
-            try:
-                self.loop._selector.unregister(self.fd)
-            except (KeyError, ValueError, OSError):
-                pass
+        self._unregister()
         try:
             self.sock.close()
         except OSError:
